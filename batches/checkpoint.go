@@ -1,0 +1,182 @@
+package batches
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Outcomes of ProcessBatchTx that end a job without an error.
+var (
+	// ErrNotOwner: another job owns the partition now (this one is stale).
+	ErrNotOwner = errors.New("batches: job no longer owns the partition")
+	// ErrPartitionFinished: the partition is done or failed already.
+	ErrPartitionFinished = errors.New("batches: partition already finished")
+	// ErrRunInactive: the run is paused, cancelled or finished.
+	ErrRunInactive = errors.New("batches: run is not active")
+)
+
+// BatchParams name the partition a job works and how.
+type BatchParams struct {
+	Run       *Run
+	Partition int
+	// JobID is the fencing token: the batch runs only while the partition's
+	// job_id is this job.
+	JobID int64
+	Step  BatchFunc
+}
+
+// BatchResult says what one call of ProcessBatchTx did.
+type BatchResult struct {
+	Batch        Batch
+	RowsAffected int64
+	// PartitionDone is true when no keys are left in the partition.
+	PartitionDone bool
+	// RunState is the run's state after the batch (completed when this batch
+	// finished its last partition).
+	RunState State
+}
+
+// BatchError is a batch that failed, with its key range.
+type BatchError struct {
+	Batch Batch
+	Err   error
+}
+
+func (e *BatchError) Error() string {
+	return fmt.Sprintf("batch %s..%s of partition %d: %s", e.Batch.First, e.Batch.Last, e.Batch.Partition, describeError(e.Err))
+}
+
+func (e *BatchError) Unwrap() error { return e.Err }
+
+// describeError gives a server error's SQLSTATE with its message.
+func describeError(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return fmt.Sprintf("SQLSTATE %s: %s", pgErr.Code, pgErr.Message)
+	}
+	return err.Error()
+}
+
+// ProcessBatchTx runs the partition's next batch and writes its checkpoint in
+// tx. Commit tx to keep both, roll it back to keep neither: a batch is never
+// applied without its checkpoint, nor checkpointed without being applied.
+//
+// It locks the partition row for the life of tx, so concurrent jobs of one
+// partition serialise and each sees the other's checkpoint. A failing step is
+// returned as *BatchError; the caller must roll tx back.
+func ProcessBatchTx(ctx context.Context, tx pgx.Tx, p BatchParams) (*BatchResult, error) {
+	run := p.Run
+	var (
+		cursor, upper *string
+		state         string
+		jobID         *int64
+		runState      State
+	)
+	err := tx.QueryRow(ctx, `
+SELECT bp.cursor_key, bp.upper_key, bp.state, bp.job_id, r.state
+FROM backfill_partitions bp JOIN backfill_runs r ON r.id = bp.run_id
+WHERE bp.run_id = $1 AND bp.partition = $2
+FOR UPDATE OF bp`, run.ID, p.Partition).Scan(&cursor, &upper, &state, &jobID, &runState)
+	if err != nil {
+		return nil, fmt.Errorf("batches: locking partition %d of run %d: %w", p.Partition, run.ID, err)
+	}
+	switch {
+	case jobID == nil || *jobID != p.JobID:
+		return nil, ErrNotOwner
+	case state == "done" || state == "failed":
+		return nil, ErrPartitionFinished
+	case !runState.Active():
+		return nil, ErrRunInactive
+	}
+
+	if run.keyset == nil {
+		run.keyset = newKeysetQueries(run.Options)
+	}
+	res := &BatchResult{Batch: Batch{RunID: run.ID, Version: run.Version, Partition: p.Partition}, RunState: runState}
+	first, last, n, ok, err := run.keyset.nextBatch(ctx, tx, run.Options.BatchSize, cursor, upper)
+	if err != nil {
+		return nil, &BatchError{Batch: Batch{Partition: p.Partition, First: deref(cursor), Last: deref(upper)}, Err: fmt.Errorf("cutting the next batch: %w", err)}
+	}
+	if ok {
+		res.Batch.First, res.Batch.Last, res.Batch.Rows = first, last, n
+		affected, err := p.Step(ctx, tx, res.Batch)
+		if err != nil {
+			return nil, &BatchError{Batch: res.Batch, Err: err}
+		}
+		res.RowsAffected = affected
+		// Fewer keys than a batch means the range is used up: finish now
+		// rather than spend a transaction to find an empty batch.
+		res.PartitionDone = n < int64(run.Options.BatchSize)
+		cursor = &last
+	} else {
+		res.PartitionDone = true
+	}
+	next := "running"
+	if res.PartitionDone {
+		next = "done"
+	}
+	if _, err := tx.Exec(ctx, `
+UPDATE backfill_partitions
+SET cursor_key = $3, state = $4, rows_done = rows_done + $5, rows_affected = rows_affected + $6,
+	batches_done = batches_done + $7, attempts = 0, last_error = NULL, updated_at = now()
+WHERE run_id = $1 AND partition = $2`,
+		run.ID, p.Partition, cursor, next, res.Batch.Rows, res.RowsAffected, boolInt(ok)); err != nil {
+		return nil, fmt.Errorf("batches: checkpointing partition %d of run %d: %w", p.Partition, run.ID, err)
+	}
+	if res.PartitionDone {
+		if res.RunState, err = settleRunTx(ctx, tx, run.ID); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// RecordFailureTx records a failed attempt at a partition's batch. When final
+// (the last attempt), the partition is failed with the error and key range,
+// and the run fails once nothing else of it is left.
+func RecordFailureTx(ctx context.Context, tx pgx.Tx, p BatchParams, failure error, final bool) (State, error) {
+	var be *BatchError
+	var first, last *string
+	message := describeError(failure)
+	if errors.As(failure, &be) {
+		first, last, message = &be.Batch.First, &be.Batch.Last, be.Error()
+	}
+	state := "running"
+	if final {
+		state = "failed"
+	}
+	tag, err := tx.Exec(ctx, `
+UPDATE backfill_partitions
+SET state = CASE WHEN state IN ('pending', 'running') THEN $4 ELSE state END,
+	attempts = attempts + 1, last_error = $5, failed_first = $6, failed_last = $7, updated_at = now()
+WHERE run_id = $1 AND partition = $2 AND job_id = $3`,
+		p.Run.ID, p.Partition, p.JobID, state, message, first, last)
+	if err != nil {
+		return "", fmt.Errorf("batches: recording failure of partition %d of run %d: %w", p.Partition, p.Run.ID, err)
+	}
+	if tag.RowsAffected() == 0 || !final {
+		return StateRunning, nil
+	}
+	if _, err := tx.Exec(ctx, `UPDATE backfill_runs SET last_error = $2 WHERE id = $1`, p.Run.ID, message); err != nil {
+		return "", fmt.Errorf("batches: recording failure of run %d: %w", p.Run.ID, err)
+	}
+	return settleRunTx(ctx, tx, p.Run.ID)
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,164 @@
+package batches
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Mode says when a backfill runs.
+type Mode string
+
+const (
+	// ModeAuto backfills are enqueued by "enqueue pending" after a deploy.
+	ModeAuto Mode = "auto"
+	// ModeManual backfills run only when somebody asks with "enqueue run".
+	ModeManual Mode = "manual"
+)
+
+// Direction says whether a run applies a backfill or reverts it.
+type Direction string
+
+const (
+	DirectionUp   Direction = "up"
+	DirectionDown Direction = "down"
+)
+
+// Defaults for Options fields left at zero.
+const (
+	BatchSizeDefault   = 1000
+	PartitionsDefault  = 8
+	MaxAttemptsDefault = 5
+)
+
+// Options say which key space a backfill walks and how fast.
+type Options struct {
+	// Table is the table whose key space is walked, optionally schema-qualified
+	// ("orders" or "shop.orders").
+	Table string `json:"table"`
+	// Key is the column batches are cut on; it must be unique and indexed
+	// (normally the primary key): bigint, integer, uuid and text all work.
+	Key string `json:"key"`
+	// Where is an optional SQL condition that limits the rows batches are cut
+	// from, so batches hold only rows that still need work.
+	Where string `json:"where,omitempty"`
+	// BatchSize is the number of rows per batch (BatchSizeDefault when 0).
+	BatchSize int `json:"batch"`
+	// Rate is the most rows per second the run may process; 0 is unlimited.
+	Rate float64 `json:"rate,omitempty"`
+	// Partitions is how many key ranges the run is split into so that several
+	// workers can work on it at once (PartitionsDefault when 0).
+	Partitions int `json:"partitions"`
+	// MaxAttempts is how often a failing batch is tried before it is recorded as
+	// failed (MaxAttemptsDefault when 0).
+	MaxAttempts int `json:"attempts"`
+}
+
+// WithDefaults returns o with zero fields set to their defaults.
+func (o Options) WithDefaults() Options {
+	if o.BatchSize == 0 {
+		o.BatchSize = BatchSizeDefault
+	}
+	if o.Partitions == 0 {
+		o.Partitions = PartitionsDefault
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = MaxAttemptsDefault
+	}
+	return o
+}
+
+func (o Options) validate() error {
+	switch {
+	case o.Table == "":
+		return fmt.Errorf("table is missing")
+	case o.Key == "":
+		return fmt.Errorf("key is missing")
+	case o.BatchSize < 1:
+		return fmt.Errorf("batch must be at least 1, got %d", o.BatchSize)
+	case o.Rate < 0:
+		return fmt.Errorf("rate must not be negative, got %g", o.Rate)
+	case o.Partitions < 1 || o.Partitions > 1024:
+		return fmt.Errorf("partitions must be between 1 and 1024, got %d", o.Partitions)
+	case o.MaxAttempts < 1 || o.MaxAttempts > 100:
+		return fmt.Errorf("attempts must be between 1 and 100, got %d", o.MaxAttempts)
+	}
+	return nil
+}
+
+// Batch is one slice of a partition's key space. First and Last are actual key
+// values (both inclusive) in their text form; compare them in SQL, where the
+// key column's type and collation decide the order.
+type Batch struct {
+	RunID     int64
+	Version   int64
+	Partition int
+	First     string
+	Last      string
+	// Rows is the number of keys between First and Last (matching Where).
+	Rows int64
+}
+
+// BatchFunc processes one batch inside tx and returns the number of rows it
+// changed. It must not commit or roll back tx.
+type BatchFunc func(ctx context.Context, tx pgx.Tx, b Batch) (int64, error)
+
+// Definition is one backfill, from a SQL file or Go code.
+type Definition struct {
+	Version int64
+	Name    string
+	Mode    Mode
+	Options Options
+	// Source is the file the definition came from, or "go" for Go backfills.
+	Source string
+	// UpSQL and DownSQL hold a SQL file's statements; they are stored with the
+	// run so that workers execute exactly what was enqueued.
+	UpSQL   string
+	DownSQL string
+	// Up and Down process one batch; Down is nil when the backfill cannot be
+	// reverted.
+	Up   BatchFunc
+	Down BatchFunc
+	// Checksum identifies the definition's content, to warn when a file was
+	// changed after its run was enqueued.
+	Checksum string
+}
+
+// Label is how messages name a definition: "20260301120000_fill_prices".
+func (d *Definition) Label() string { return fmt.Sprintf("%d_%s", d.Version, d.Name) }
+
+// IsGo reports whether the definition is Go code rather than a SQL file.
+func (d *Definition) IsGo() bool { return d.Source == SourceGo }
+
+// SourceGo is Definition.Source for Go backfills.
+const SourceGo = "go"
+
+// Step returns the batch function for direction, or nil when there is none.
+func (d *Definition) Step(dir Direction) BatchFunc {
+	if dir == DirectionDown {
+		return d.Down
+	}
+	return d.Up
+}
+
+// storedDefinition is what a run keeps of its definition, so that a worker
+// runs the statement that was enqueued even if the file changed since.
+type storedDefinition struct {
+	Options Options `json:"options"`
+	UpSQL   string  `json:"up_sql,omitempty"`
+	DownSQL string  `json:"down_sql,omitempty"`
+	Source  string  `json:"source"`
+}
+
+func checksumOf(parts ...any) string {
+	h := sha256.New()
+	enc := json.NewEncoder(h)
+	for _, p := range parts {
+		_ = enc.Encode(p) // hashing cannot fail
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}

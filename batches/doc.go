@@ -1,0 +1,33 @@
+// Package batches is the backfill engine: backfill definitions (SQL files and
+// Go types), key-range planning, keyset batches with checkpoints, rate
+// limiting, and the version table that records every run.
+//
+// It knows nothing of the command line and nothing of River beyond what the
+// caller passes in: the River job kinds live in package jobs.
+//
+// # Definitions
+//
+// A [Definition] is one backfill: a version, a name, a [Mode] (automatic
+// backfills are enqueued by "enqueue pending", manual ones only on request),
+// [Options] saying which table and key column to walk, and a [BatchFunc] that
+// processes one batch. SQL files are read by [LoadDir]; Go backfills implement
+// [GoBackfill] and are added with [Registry.Register].
+//
+// # Runs, partitions and batches
+//
+// Enqueuing a definition creates a run (a row of backfill_runs) whose key space
+// is split into partitions (rows of backfill_partitions). Each partition is
+// walked in keyset order, one batch at a time. [ProcessBatchTx] runs one batch
+// and writes the partition's checkpoint in the caller's transaction, so a
+// batch's effects and its checkpoint commit together or not at all.
+//
+// # Exactly once
+//
+// The partition row carries a fencing token (the id of the queue job that owns
+// it) and is locked FOR UPDATE while a batch runs. A crash at any point rolls
+// the batch and its checkpoint back together; a second job that somehow works
+// the same partition either waits for the lock and then sees the new
+// checkpoint, or finds it no longer owns the partition and stops. Database
+// work is therefore applied exactly once; work against other systems (Redis)
+// is at least once and must be idempotent.
+package batches

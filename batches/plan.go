@@ -1,0 +1,174 @@
+package batches
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Querier is what planning and status need of a connection, pool or transaction.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// KeyRange is one partition's share of the key space: keys greater than Lower
+// (nil: from the start) up to and including Upper (nil: to the end).
+type KeyRange struct {
+	Lower, Upper *string
+}
+
+// Plan is how a run will walk a table.
+type Plan struct {
+	KeyType       string
+	RowsEstimated int64
+	Ranges        []KeyRange
+}
+
+// ErrNoIndex is returned by PlanRun when the key column has no index to walk.
+var ErrNoIndex = errors.New("batches: key column has no index")
+
+// PlanRun splits a table's key space into partitions without scanning it: it
+// reads the key's type, the planner's row estimate, and the smallest and
+// largest key through the key's index. It costs a few index probes whatever
+// the table's size.
+func PlanRun(ctx context.Context, q Querier, o Options) (*Plan, error) {
+	table := quoteQualified(o.Table)
+	var (
+		keyType   string
+		estimate  float64
+		hasIndex  bool
+		schema    string
+		tableName string
+	)
+	err := q.QueryRow(ctx, `
+SELECT format_type(a.atttypid, a.atttypmod), c.reltuples::float8, n.nspname, c.relname,
+	EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indkey[0] = a.attnum)
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $2 AND NOT a.attisdropped
+WHERE c.oid = to_regclass($1)`, table, o.Key).Scan(&keyType, &estimate, &schema, &tableName, &hasIndex)
+	if errors.Is(err, pgx.ErrNoRows) {
+		var exists bool
+		if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
+			return nil, fmt.Errorf("batches: planning %s: %w", o.Table, err)
+		}
+		if !exists {
+			return nil, fmt.Errorf("batches: table %s does not exist", table)
+		}
+		return nil, fmt.Errorf("batches: table %s has no column %s", table, pgx.Identifier{o.Key}.Sanitize())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("batches: planning %s: %w", o.Table, err)
+	}
+	if !hasIndex {
+		return nil, fmt.Errorf("%w: %s.%s needs an index whose first column it is, or every batch would scan the table", ErrNoIndex, table, pgx.Identifier{o.Key}.Sanitize())
+	}
+	plan := &Plan{KeyType: keyType, RowsEstimated: max(int64(estimate), 0)}
+
+	key := pgx.Identifier{o.Key}.Sanitize()
+	var lo, hi *string
+	// t.key, not key: ORDER BY a bare name would sort by the text output column.
+	err = q.QueryRow(ctx, fmt.Sprintf(`SELECT (SELECT t.%[1]s::text FROM %[2]s t ORDER BY t.%[1]s LIMIT 1), (SELECT t.%[1]s::text FROM %[2]s t ORDER BY t.%[1]s DESC LIMIT 1)`, key, table)).Scan(&lo, &hi)
+	if err != nil {
+		return nil, fmt.Errorf("batches: reading the key range of %s: %w", table, err)
+	}
+	n := o.Partitions
+	if estimate >= 0 { // -1 means never analysed: trust the option
+		n = min(n, max(1, int((plan.RowsEstimated+int64(o.BatchSize)-1)/int64(o.BatchSize))))
+	}
+	var bounds []string
+	if lo != nil && hi != nil && n > 1 {
+		switch keyType {
+		case "smallint", "integer", "bigint":
+			bounds = splitIntegers(*lo, *hi, n)
+		case "uuid":
+			bounds = splitUUIDs(*lo, *hi, n)
+		default:
+			bounds, err = histogramBounds(ctx, q, schema, tableName, o.Key, n)
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	var lower *string
+	for _, b := range bounds {
+		upper := b
+		plan.Ranges = append(plan.Ranges, KeyRange{Lower: lower, Upper: &upper})
+		lower = &upper
+	}
+	plan.Ranges = append(plan.Ranges, KeyRange{Lower: lower})
+	return plan, nil
+}
+
+// splitIntegers returns n-1 ascending inner bounds between lo and hi.
+func splitIntegers(lo, hi string, n int) []string {
+	a, ok1 := new(big.Int).SetString(lo, 10)
+	b, ok2 := new(big.Int).SetString(hi, 10)
+	if !ok1 || !ok2 {
+		return nil
+	}
+	return splitBig(a, b, n, func(x *big.Int) string { return x.String() })
+}
+
+// splitUUIDs treats UUIDs as 128-bit numbers; random (v4) and time-ordered
+// (v7) UUIDs both spread evenly enough between the smallest and largest.
+func splitUUIDs(lo, hi string, n int) []string {
+	a, ok1 := new(big.Int).SetString(strings.ReplaceAll(lo, "-", ""), 16)
+	b, ok2 := new(big.Int).SetString(strings.ReplaceAll(hi, "-", ""), 16)
+	if !ok1 || !ok2 {
+		return nil
+	}
+	return splitBig(a, b, n, func(x *big.Int) string {
+		h := fmt.Sprintf("%032x", x)
+		return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	})
+}
+
+func splitBig(lo, hi *big.Int, n int, format func(*big.Int) string) []string {
+	width := new(big.Int).Sub(hi, lo)
+	var out []string
+	last := ""
+	for i := 1; i < n; i++ {
+		x := new(big.Int).Mul(width, big.NewInt(int64(i)))
+		x.Div(x, big.NewInt(int64(n)))
+		x.Add(x, lo)
+		if s := format(x); s != last { // narrow ranges give fewer partitions
+			out = append(out, s)
+			last = s
+		}
+	}
+	return out
+}
+
+// histogramBounds picks n-1 bounds from the planner's statistics of the key
+// column, for key types that are not numbers (text and others). Without
+// statistics the run has one partition.
+func histogramBounds(ctx context.Context, q Querier, schema, table, column string, n int) ([]string, error) {
+	var hist []string
+	err := q.QueryRow(ctx, `SELECT histogram_bounds::text::text[] FROM pg_stats WHERE schemaname = $1 AND tablename = $2 AND attname = $3`,
+		schema, table, column).Scan(&hist)
+	if errors.Is(err, pgx.ErrNoRows) || len(hist) < 2 {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("batches: reading statistics of %s.%s: %w", table, column, err)
+	}
+	var out []string
+	for i := 1; i < n; i++ {
+		b := hist[i*(len(hist)-1)/n]
+		if len(out) == 0 || out[len(out)-1] != b {
+			out = append(out, b)
+		}
+	}
+	return out, nil
+}
+
+// quoteQualified quotes "schema.table" or "table" for use in SQL.
+func quoteQualified(name string) string {
+	return pgx.Identifier(strings.Split(name, ".")).Sanitize()
+}

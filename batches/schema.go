@@ -1,0 +1,139 @@
+package batches
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
+)
+
+// migrateLockKey serialises concurrent "enqueue migrate" runs.
+const migrateLockKey = 7349021554
+
+// schemaSteps are the engine's own schema changes, applied in order once each.
+// Never edit a step that has shipped: add a new one.
+var schemaSteps = []string{
+	// 1: the version table, its partitions, and a status view.
+	`
+CREATE TABLE backfill_runs (
+	id             bigserial PRIMARY KEY,
+	version        bigint      NOT NULL CHECK (version > 0),
+	run_number     int         NOT NULL CHECK (run_number > 0),
+	name           text        NOT NULL,
+	mode           text        NOT NULL CHECK (mode IN ('auto', 'manual')),
+	direction      text        NOT NULL CHECK (direction IN ('up', 'down')),
+	checksum       text        NOT NULL,
+	definition     jsonb       NOT NULL,
+	key_type       text        NOT NULL,
+	state          text        NOT NULL CHECK (state IN ('pending', 'running', 'paused', 'failed', 'completed', 'cancelled')),
+	rows_estimated bigint      NOT NULL DEFAULT 0,
+	last_error     text,
+	enqueued_by    text        NOT NULL,
+	enqueued_at    timestamptz NOT NULL DEFAULT now(),
+	started_at     timestamptz,
+	finished_at    timestamptz,
+	-- One row per run of a version: "pending" inserts run 1 and so can never
+	-- enqueue a version twice, whatever state its run is in.
+	UNIQUE (version, run_number)
+);
+
+CREATE TABLE backfill_partitions (
+	run_id        bigint      NOT NULL REFERENCES backfill_runs (id) ON DELETE CASCADE,
+	partition     int         NOT NULL,
+	lower_key     text,         -- exclusive; NULL is the start of the key space
+	upper_key     text,         -- inclusive; NULL is the end of the key space
+	cursor_key    text,         -- the checkpoint: last key done, NULL before the first batch
+	state         text        NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'running', 'done', 'failed')),
+	job_id        bigint,       -- the queue job that owns the partition (a fencing token)
+	rows_done     bigint      NOT NULL DEFAULT 0,
+	rows_affected bigint      NOT NULL DEFAULT 0,
+	batches_done  bigint      NOT NULL DEFAULT 0,
+	attempts      int         NOT NULL DEFAULT 0,
+	last_error    text,
+	failed_first  text,
+	failed_last   text,
+	updated_at    timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (run_id, partition)
+);
+
+-- A run's counters are sums over its partitions, so batches in parallel never
+-- contend on one row. A partition whose queue job is gone (discarded after
+-- its last attempt was lost in a crash) counts as failed.
+CREATE VIEW backfill_status AS
+SELECT r.id, r.version, r.run_number, r.name, r.mode, r.direction, r.checksum,
+	CASE WHEN r.state IN ('pending', 'running') AND p.stalled > 0 AND p.live = 0 THEN 'failed' ELSE r.state END AS state,
+	coalesce(p.rows_done, 0)::bigint AS rows_done,
+	coalesce(p.rows_affected, 0)::bigint AS rows_affected,
+	greatest(r.rows_estimated, coalesce(p.rows_done, 0))::bigint AS rows_estimated,
+	coalesce(p.batches_done, 0)::bigint AS batches_done,
+	coalesce(p.failed + p.stalled, 0)::bigint AS batches_failed,
+	coalesce(p.partitions, 0)::bigint AS partitions,
+	coalesce(p.live, 0)::bigint AS partitions_active,
+	coalesce(r.last_error, p.last_error) AS last_error,
+	r.enqueued_by, r.enqueued_at, r.started_at, r.finished_at
+FROM backfill_runs r
+LEFT JOIN LATERAL (
+	SELECT count(*) AS partitions,
+		sum(x.rows_done) AS rows_done,
+		sum(x.rows_affected) AS rows_affected,
+		sum(x.batches_done) AS batches_done,
+		count(*) FILTER (WHERE x.state = 'failed') AS failed,
+		count(*) FILTER (WHERE x.state IN ('pending', 'running') AND NOT x.live) AS stalled,
+		count(*) FILTER (WHERE x.state IN ('pending', 'running') AND x.live) AS live,
+		(array_agg(x.last_error ORDER BY x.updated_at DESC) FILTER (WHERE x.last_error IS NOT NULL))[1] AS last_error
+	FROM (
+		SELECT bp.*, EXISTS (
+			SELECT 1 FROM river_job j
+			WHERE j.id = bp.job_id AND j.state IN ('available', 'pending', 'retryable', 'running', 'scheduled')
+		) AS live
+		FROM backfill_partitions bp WHERE bp.run_id = r.id
+	) x
+) p ON true;
+`,
+}
+
+// Migrate installs or upgrades River's schema and the engine's own in the
+// database's current schema (the first of search_path). It is idempotent and
+// safe to run from several processes at once.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("batches: migrate: %w", err)
+	}
+	defer conn.Release()
+	// A session lock on one held connection: migrate is a one-off admin
+	// command, and River's migrations cannot share one transaction.
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(migrateLockKey)); err != nil {
+		return fmt.Errorf("batches: migrate: taking the migration lock: %w", err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", int64(migrateLockKey)) //nolint:errcheck
+
+	migrator, err := rivermigrate.New(riverpgxv5.New(pool), nil)
+	if err != nil {
+		return fmt.Errorf("batches: migrate: %w", err)
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("batches: migrating River's schema: %w", err)
+	}
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS backfill_schema_version (version int NOT NULL)`); err != nil {
+			return fmt.Errorf("batches: migrate: %w", err)
+		}
+		var current int
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM backfill_schema_version`).Scan(&current); err != nil {
+			return fmt.Errorf("batches: migrate: %w", err)
+		}
+		for i := current; i < len(schemaSteps); i++ {
+			if _, err := tx.Exec(ctx, schemaSteps[i]); err != nil {
+				return fmt.Errorf("batches: migrate: schema step %d: %w", i+1, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO backfill_schema_version (version) VALUES ($1)`, i+1); err != nil {
+				return fmt.Errorf("batches: migrate: %w", err)
+			}
+		}
+		return nil
+	})
+}

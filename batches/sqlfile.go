@@ -1,0 +1,281 @@
+package batches
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ManualDir is the folder under a backfill directory that holds manual backfills.
+const ManualDir = "manual"
+
+var (
+	fileNamePattern = regexp.MustCompile(`^([0-9]+)_([a-z0-9][a-z0-9_]*)\.sql$`)
+	headerPattern   = regexp.MustCompile(`^--\s*([A-Za-z][A-Za-z0-9_-]*)\s*:\s*(.*?)\s*$`)
+	downPattern     = regexp.MustCompile(`^--\s*down\s*$`)
+)
+
+// FileError is a problem in a backfill file, with the place it was found.
+type FileError struct {
+	Path string
+	Line int // 0 when the problem is the file as a whole
+	Err  error
+}
+
+func (e *FileError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %v", e.Path, e.Line, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.Path, e.Err)
+}
+
+func (e *FileError) Unwrap() error { return e.Err }
+
+// LoadDir reads every backfill file of dir: DIR/<version>_<name>.sql are
+// automatic, DIR/manual/<version>_<name>.sql manual. A missing dir holds no
+// backfills. Other .sql files, and any invalid file, are errors naming the file
+// and line.
+func LoadDir(dir string) ([]*Definition, error) {
+	var defs []*Definition
+	for _, sub := range []struct {
+		path string
+		mode Mode
+	}{{dir, ModeAuto}, {filepath.Join(dir, ManualDir), ModeManual}} {
+		entries, err := os.ReadDir(sub.path)
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("batches: reading backfill directory: %w", err)
+		}
+		for _, e := range entries {
+			if e.IsDir() || !strings.HasSuffix(e.Name(), ".sql") {
+				continue
+			}
+			def, err := ParseFile(filepath.Join(sub.path, e.Name()), sub.mode)
+			if err != nil {
+				return nil, err
+			}
+			defs = append(defs, def)
+		}
+	}
+	sort.Slice(defs, func(i, j int) bool { return defs[i].Version < defs[j].Version })
+	return defs, nil
+}
+
+// ParseFile reads one backfill file.
+func ParseFile(path string, mode Mode) (*Definition, error) {
+	content, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("batches: %w", err)
+	}
+	m := fileNamePattern.FindStringSubmatch(filepath.Base(path))
+	if m == nil {
+		return nil, &FileError{Path: path, Err: fmt.Errorf("file name must be <version>_<name>.sql with a positive integer version and a lower-case name of letters, digits and underscores")}
+	}
+	version, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil || version < 1 {
+		return nil, &FileError{Path: path, Err: fmt.Errorf("version %q must be a positive 64-bit integer", m[1])}
+	}
+	def, err := ParseSQL(string(content))
+	if err != nil {
+		if fe, ok := err.(*FileError); ok {
+			fe.Path = path
+		}
+		return nil, err
+	}
+	def.Version, def.Name, def.Mode, def.Source = version, m[2], mode, path
+	def.Checksum = checksumOf(mode, string(content))
+	return def, nil
+}
+
+// ParseSQL parses a backfill file's content: header comments, the statement,
+// and optionally "-- down" and the revert statement. Errors are *FileError
+// without a path.
+func ParseSQL(content string) (*Definition, error) {
+	var (
+		opts             Options
+		up, down         strings.Builder
+		upLine, downLine int
+		seen             = map[string]int{}
+		inHeader         = true
+		inDown           bool
+	)
+	fail := func(line int, format string, args ...any) error {
+		return &FileError{Line: line, Err: fmt.Errorf(format, args...)}
+	}
+	scanner := bufio.NewScanner(strings.NewReader(content))
+	scanner.Buffer(make([]byte, 64*1024), 16*1024*1024)
+	for n := 1; scanner.Scan(); n++ {
+		line := scanner.Text()
+		trimmed := strings.TrimSpace(line)
+		if downPattern.MatchString(trimmed) {
+			if inDown {
+				return nil, fail(n, "a second \"-- down\" line; a file has one up and one down statement")
+			}
+			inHeader, inDown = false, true
+			continue
+		}
+		if inHeader {
+			if trimmed == "" {
+				continue
+			}
+			if hm := headerPattern.FindStringSubmatch(trimmed); hm != nil {
+				key, value := strings.ToLower(hm[1]), hm[2]
+				if first, dup := seen[key]; dup {
+					return nil, fail(n, "header key %q given twice (first on line %d)", key, first)
+				}
+				seen[key] = n
+				if err := setOption(&opts, key, value); err != nil {
+					return nil, fail(n, "%v", err)
+				}
+				continue
+			}
+			if strings.HasPrefix(trimmed, "--") {
+				continue // a free comment
+			}
+			inHeader = false
+		}
+		target, start := &up, &upLine
+		if inDown {
+			target, start = &down, &downLine
+		}
+		if *start == 0 && trimmed != "" && !strings.HasPrefix(trimmed, "--") {
+			*start = n
+		}
+		target.WriteString(line)
+		target.WriteByte('\n')
+	}
+	if err := scanner.Err(); err != nil {
+		return nil, &FileError{Err: err}
+	}
+	if _, ok := seen["table"]; !ok {
+		return nil, fail(1, "header \"-- table: NAME\" is missing")
+	}
+	if _, ok := seen["key"]; !ok {
+		return nil, fail(1, "header \"-- key: COLUMN\" is missing")
+	}
+	opts = opts.WithDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, fail(1, "%v", err)
+	}
+	upSQL, err := checkStatement(up.String(), upLine, "statement")
+	if err != nil {
+		return nil, err
+	}
+	def := &Definition{Options: opts, UpSQL: upSQL, Up: sqlStep(upSQL)}
+	if inDown {
+		downSQL, err := checkStatement(down.String(), downLine, "down statement")
+		if err != nil {
+			return nil, err
+		}
+		def.DownSQL, def.Down = downSQL, sqlStep(downSQL)
+	}
+	return def, nil
+}
+
+func setOption(o *Options, key, value string) error {
+	positive := func() (int, error) {
+		n, err := strconv.Atoi(value)
+		if err != nil || n < 1 {
+			return 0, fmt.Errorf("%s: want a positive whole number, got %q", key, value)
+		}
+		return n, nil
+	}
+	var err error
+	switch key {
+	case "table":
+		o.Table, err = identifierValue(key, value, 2)
+	case "key":
+		o.Key, err = identifierValue(key, value, 1)
+	case "where":
+		if value == "" {
+			err = fmt.Errorf("where: condition is empty")
+		}
+		o.Where = value
+	case "batch":
+		o.BatchSize, err = positive()
+	case "partitions":
+		o.Partitions, err = positive()
+	case "attempts":
+		o.MaxAttempts, err = positive()
+	case "rate":
+		o.Rate, err = strconv.ParseFloat(value, 64)
+		if err != nil || o.Rate < 0 {
+			err = fmt.Errorf("rate: want rows per second (a number, 0 for unlimited), got %q", value)
+		}
+	default:
+		err = fmt.Errorf("unknown header key %q (known: table, key, where, batch, rate, partitions, attempts)", key)
+	}
+	return err
+}
+
+var identifierPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*$`)
+
+// identifierValue accepts a plain identifier, or schema.name when parts is 2.
+// Names are quoted when used, so only plain ones are allowed here to keep the
+// header unambiguous.
+func identifierValue(key, value string, parts int) (string, error) {
+	names := strings.Split(value, ".")
+	if len(names) > parts {
+		return "", fmt.Errorf("%s: %q has too many dots", key, value)
+	}
+	for _, n := range names {
+		if !identifierPattern.MatchString(n) {
+			return "", fmt.Errorf("%s: %q is not a valid name (letters, digits, _ and $; not starting with a digit)", key, value)
+		}
+	}
+	return value, nil
+}
+
+// checkStatement trims a statement and makes sure it is one statement that
+// uses exactly the parameters @first and @last.
+func checkStatement(sql string, line int, what string) (string, error) {
+	if line == 0 {
+		return "", &FileError{Line: 1, Err: fmt.Errorf("%s is missing", what)}
+	}
+	sql = strings.TrimSpace(sql)
+	params, statements := scanSQL(sql)
+	if statements > 1 {
+		return "", &FileError{Line: line, Err: fmt.Errorf("%s: only one statement is allowed (it runs once per batch)", what)}
+	}
+	for _, p := range params {
+		if p != "first" && p != "last" {
+			return "", &FileError{Line: line, Err: fmt.Errorf("%s uses @%s; only @first and @last are bound", what, p)}
+		}
+	}
+	for _, want := range []string{"first", "last"} {
+		if !contains(params, want) {
+			return "", &FileError{Line: line, Err: fmt.Errorf("%s must use both @first and @last (the batch's first and last key); @%s is missing", what, want)}
+		}
+	}
+	return sql, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// sqlStep runs a statement with the batch's bounds bound to @first and @last.
+func sqlStep(sql string) BatchFunc {
+	return func(ctx context.Context, tx pgx.Tx, b Batch) (int64, error) {
+		tag, err := tx.Exec(ctx, sql, pgx.NamedArgs{"first": b.First, "last": b.Last})
+		if err != nil {
+			return 0, err
+		}
+		return tag.RowsAffected(), nil
+	}
+}

@@ -1,0 +1,144 @@
+// Command enqueue records backfills in the version table and queues their
+// batches for the workers. Run "enqueue help" for the commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/backfill/backfill/batches"
+	"github.com/backfill/backfill/internal/cli"
+	"github.com/backfill/backfill/jobs"
+)
+
+const usage = `Usage: enqueue COMMAND [flags] [args]
+
+Commands:
+  migrate              install or upgrade River's schema and the version table
+  pending              enqueue every automatic backfill never enqueued before
+  run VERSION          enqueue a manual backfill (or an automatic one not yet enqueued)
+      --again          run a version again after a completed or cancelled run
+  retry VERSION        resume the failed batches of VERSION's latest run from their checkpoints
+  revert VERSION       run VERSION's down statement over the same key space
+  status [VERSION]     show runs: state, progress, failures
+      --json           print a JSON array instead of a table
+
+Shared flags (flag, then environment, then default):
+  --database-url URL   PostgreSQL (DATABASE_URL; default ` + cli.DatabaseURLDefault + `)
+  --redis-url URL      Redis, for Go backfills that need it (REDIS_URL)
+  --dir DIR            backfill files (BACKFILL_DIR; default ` + cli.BackfillDirDefault + `)
+
+Examples:
+  enqueue migrate && enqueue pending
+  enqueue run 20260301120200
+  enqueue status --json
+  enqueue retry 20260301120100
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "enqueue:", err)
+	}
+	os.Exit(cli.ExitCode(err))
+}
+
+// command is what every subcommand gets.
+type command struct {
+	settings cli.Settings
+	stdout   io.Writer
+	stderr   io.Writer
+	args     []string // positional arguments
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, usage)
+		if len(args) == 0 {
+			return cli.Usagef("a command is required")
+		}
+		return nil
+	}
+	name, args := args[0], args[1:]
+	fs := flag.NewFlagSet("enqueue "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	c := &command{stdout: stdout, stderr: stderr}
+	c.settings.Bind(fs, getenv, true)
+
+	var do func(context.Context) error
+	switch name {
+	case "migrate":
+		do = c.migrate
+	case "pending":
+		do = c.pending
+	case "run":
+		again := fs.Bool("again", false, "run a version again after a completed or cancelled run")
+		do = func(ctx context.Context) error { return c.runVersion(ctx, *again) }
+	case "retry":
+		do = c.retry
+	case "revert":
+		do = c.revert
+	case "status":
+		asJSON := fs.Bool("json", false, "print JSON")
+		do = func(ctx context.Context) error { return c.status(ctx, *asJSON) }
+	default:
+		return cli.Usagef("unknown command %q (run \"enqueue help\")", name)
+	}
+	var err error
+	if c.args, err = cli.ParseArgs(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return cli.Usagef("%s: %v", name, err)
+	}
+	return do(ctx)
+}
+
+// version parses the single VERSION argument.
+func (c *command) version(cmd string) (int64, error) {
+	if len(c.args) != 1 {
+		return 0, cli.Usagef("%s takes one VERSION argument, got %d", cmd, len(c.args))
+	}
+	v, err := strconv.ParseInt(c.args[0], 10, 64)
+	if err != nil || v < 1 {
+		return 0, cli.Usagef("%s: VERSION must be a positive integer, got %q", cmd, c.args[0])
+	}
+	return v, nil
+}
+
+func (c *command) noArgs(cmd string) error {
+	if len(c.args) > 0 {
+		return cli.Usagef("%s takes no arguments, got %q", cmd, c.args[0])
+	}
+	return nil
+}
+
+// open loads the definitions and connects; the caller closes the pool.
+func (c *command) open(ctx context.Context) (*pgxpool.Pool, *jobs.Enqueuer, *batches.Registry, error) {
+	reg, err := jobs.NewRegistry(c.settings.Dir, nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pool, err := c.settings.OpenPool(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	enq, err := jobs.NewEnqueuer(pool, reg, cli.Hostname())
+	if err != nil {
+		pool.Close()
+		return nil, nil, nil, err
+	}
+	return pool, enq, reg, nil
+}

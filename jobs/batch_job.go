@@ -1,0 +1,241 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/backfill/backfill/batches"
+)
+
+// QueueName is the River queue backfill jobs run in.
+const QueueName = "backfills"
+
+// BatchArgs is a job that works one partition of a run: batch after batch
+// from its checkpoint, for a short slice of time, then it hands the partition
+// to a new job. So a job lasts seconds however long the backfill is.
+type BatchArgs struct {
+	RunID     int64 `json:"run_id"`
+	Partition int   `json:"partition"`
+	// Prepaid is set when the job that handed over had already taken the
+	// next batch's rows from the rate limiter and scheduled this job for when
+	// they may be used.
+	Prepaid bool `json:"prepaid,omitempty"`
+}
+
+// Kind implements river.JobArgs.
+func (BatchArgs) Kind() string { return "backfill_batch" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts.
+func (BatchArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: QueueName} }
+
+// BatchWorker works BatchArgs jobs.
+type BatchWorker struct {
+	river.WorkerDefaults[BatchArgs]
+
+	Pool     *pgxpool.Pool
+	Registry *batches.Registry
+	Limiter  batches.Limiter
+	Logger   *slog.Logger
+	// Slice is how long one job keeps working batches before it hands over.
+	Slice time.Duration
+	// Stopping is closed when the process shuts down: jobs hand over after
+	// the batch in flight instead of starting another.
+	Stopping <-chan struct{}
+}
+
+// NextRetry backs a failed batch off exponentially: 1s, 2s, 4s ... 5 minutes.
+func (w *BatchWorker) NextRetry(job *river.Job[BatchArgs]) time.Time {
+	backoff := time.Second << min(max(job.Attempt-1, 0), 9)
+	backoff = min(backoff, 5*time.Minute)
+	jitter := time.Duration(rand.Int64N(int64(backoff) / 10))
+	return time.Now().Add(backoff + jitter)
+}
+
+// Work implements river.Worker.
+func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error {
+	run, err := batches.LoadRun(ctx, w.Pool, job.Args.RunID)
+	if errors.Is(err, batches.ErrRunNotFound) {
+		return river.JobCancel(err)
+	}
+	if err != nil {
+		return err
+	}
+	if !run.State.Active() {
+		return nil // paused, cancelled or finished: nothing to do
+	}
+	p := batches.BatchParams{Run: run, Partition: job.Args.Partition, JobID: job.ID}
+	log := w.Logger.With("version", run.Version, "name", run.Name, "run", run.RunNumber, "partition", p.Partition)
+	if p.Step, err = w.stepFor(run); err != nil {
+		return w.fail(ctx, job, p, log, err)
+	}
+	if err := batches.MarkStarted(ctx, w.Pool, run.ID); err != nil {
+		return err
+	}
+
+	deadline := time.Now().Add(w.Slice)
+	prepaid := job.Args.Prepaid
+	limiterKey := strconv.FormatInt(run.ID, 10)
+	for {
+		if !prepaid && run.Options.Rate > 0 {
+			delay, err := w.Limiter.Reserve(ctx, limiterKey, run.Options.Rate, run.Options.BatchSize)
+			if err != nil {
+				return err
+			}
+			if time.Now().Add(delay).After(deadline) || w.stopping() {
+				// Do not sleep past the slice: let a job scheduled for when
+				// the rows may be used take over.
+				return w.handOver(ctx, job, run, delay, true)
+			}
+			if err := sleep(ctx, delay); err != nil {
+				return err
+			}
+		}
+		prepaid = false
+
+		started := time.Now()
+		var (
+			res      *batches.BatchResult
+			finished bool
+		)
+		err := pgx.BeginFunc(ctx, w.Pool, func(tx pgx.Tx) error {
+			var err error
+			if res, err = batches.ProcessBatchTx(ctx, tx, p); err != nil {
+				return err
+			}
+			// The job ends in the batch's own transaction: completed with the
+			// partition's last batch, or handed to a new job from the
+			// checkpoint when its slice is used up.
+			switch {
+			case res.PartitionDone || !res.RunState.Active():
+				finished = true
+				_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+			case time.Now().After(deadline) || w.stopping():
+				finished = true
+				err = w.handOverTx(ctx, tx, job, run, 0, false)
+			}
+			return err
+		})
+		switch {
+		case errors.Is(err, batches.ErrNotOwner), errors.Is(err, batches.ErrPartitionFinished), errors.Is(err, batches.ErrRunInactive):
+			log.Debug("job stops", "reason", err)
+			return nil
+		case err != nil:
+			return w.fail(ctx, job, p, log, err)
+		}
+		if res.Batch.Rows > 0 {
+			log.Debug("batch done", "first", res.Batch.First, "last", res.Batch.Last, "rows", res.Batch.Rows,
+				"rows_affected", res.RowsAffected, "duration", time.Since(started))
+		}
+		if res.PartitionDone {
+			log.Debug("partition done")
+			if res.RunState == batches.StateCompleted || res.RunState == batches.StateFailed {
+				log.Info("run finished", "state", res.RunState)
+			}
+		}
+		if finished {
+			return nil
+		}
+	}
+}
+
+func (w *BatchWorker) stepFor(run *batches.Run) (batches.BatchFunc, error) {
+	if run.Source != batches.SourceGo {
+		return run.Step(), nil
+	}
+	def, err := w.Registry.Get(run.Version)
+	if err != nil {
+		return nil, fmt.Errorf("Go backfill %d_%s is not registered in this worker: %w", run.Version, run.Name, err)
+	}
+	step := def.Step(run.Direction)
+	if step == nil {
+		return nil, fmt.Errorf("Go backfill %s cannot be reverted", def.Label())
+	}
+	return step, nil
+}
+
+func (w *BatchWorker) stopping() bool {
+	select {
+	case <-w.Stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// handOver ends this job and hands its partition to a new one that starts
+// after delay, in a transaction of its own.
+func (w *BatchWorker) handOver(ctx context.Context, job *river.Job[BatchArgs], run *batches.Run, delay time.Duration, prepaid bool) error {
+	err := pgx.BeginFunc(ctx, w.Pool, func(tx pgx.Tx) error {
+		return w.handOverTx(ctx, tx, job, run, delay, prepaid)
+	})
+	if errors.Is(err, batches.ErrNotOwner) {
+		return nil
+	}
+	return err
+}
+
+func (w *BatchWorker) handOverTx(ctx context.Context, tx pgx.Tx, job *river.Job[BatchArgs], run *batches.Run, delay time.Duration, prepaid bool) error {
+	next, err := river.ClientFromContext[pgx.Tx](ctx).InsertTx(ctx, tx,
+		BatchArgs{RunID: run.ID, Partition: job.Args.Partition, Prepaid: prepaid},
+		&river.InsertOpts{MaxAttempts: run.Options.MaxAttempts, ScheduledAt: time.Now().Add(delay)})
+	if err != nil {
+		return fmt.Errorf("jobs: handing over partition %d of run %d: %w", job.Args.Partition, run.ID, err)
+	}
+	if err := batches.AssignJobTx(ctx, tx, run.ID, job.Args.Partition, job.ID, next.Job.ID); err != nil {
+		return err
+	}
+	_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+	return err
+}
+
+// fail records a failed attempt and returns the error so that River retries
+// the job, or, after the last attempt, discards it with the partition failed.
+func (w *BatchWorker) fail(ctx context.Context, job *river.Job[BatchArgs], p batches.BatchParams, log *slog.Logger, failure error) error {
+	if ctx.Err() != nil {
+		return failure // shutting down or timed out: the batch rolled back, River retries it
+	}
+	final := job.Attempt >= job.MaxAttempts
+	var state batches.State
+	err := pgx.BeginFunc(ctx, w.Pool, func(tx pgx.Tx) error {
+		var err error
+		state, err = batches.RecordFailureTx(ctx, tx, p, failure, final)
+		return err
+	})
+	if err != nil {
+		log.Error("recording a failed batch", "error", err)
+	}
+	attrs := []any{"attempt", job.Attempt, "max_attempts", job.MaxAttempts, "error", failure.Error()}
+	if final {
+		log.Error("batch failed for good", attrs...)
+		if state == batches.StateFailed {
+			log.Info("run finished", "state", state)
+		}
+	} else {
+		log.Warn("batch failed, will retry", attrs...)
+	}
+	return failure
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,144 @@
+package jobs
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/backfill/backfill/batches"
+)
+
+// Defaults of WorkerConfig.
+const (
+	ConcurrencyDefault     = 4
+	JobTimeoutDefault      = time.Minute
+	ShutdownTimeoutDefault = 30 * time.Second
+	// SliceMax caps how long one job works before it hands over.
+	SliceMax = 10 * time.Second
+)
+
+// WorkerConfig configures a worker process.
+type WorkerConfig struct {
+	Pool     *pgxpool.Pool
+	Registry *batches.Registry
+	// Limiter paces runs that set a rate; a LocalLimiter when nil.
+	Limiter batches.Limiter
+	Logger  *slog.Logger
+	// Concurrency is how many batches this process works at once.
+	Concurrency int
+	// JobTimeout bounds one job; a job works batches for a quarter of it
+	// (SliceMax at most) and then hands over.
+	JobTimeout time.Duration
+	// RescueAfter is how long a job may look running before River takes it
+	// for lost (its worker crashed) and runs it again; JobTimeout + 1 minute
+	// when zero.
+	RescueAfter time.Duration
+}
+
+func (c WorkerConfig) withDefaults() WorkerConfig {
+	c.Concurrency = cmp.Or(c.Concurrency, ConcurrencyDefault)
+	c.JobTimeout = cmp.Or(c.JobTimeout, JobTimeoutDefault)
+	c.RescueAfter = cmp.Or(c.RescueAfter, c.JobTimeout+time.Minute)
+	if c.Limiter == nil {
+		c.Limiter = batches.NewLocalLimiter()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+func (c WorkerConfig) validate() error {
+	switch {
+	case c.Pool == nil:
+		return errors.New("jobs: WorkerConfig.Pool is required")
+	case c.Registry == nil:
+		return errors.New("jobs: WorkerConfig.Registry is required")
+	case c.Concurrency < 1 || c.Concurrency > 10000:
+		return fmt.Errorf("jobs: concurrency must be between 1 and 10000, got %d", c.Concurrency)
+	case c.JobTimeout < time.Second:
+		return fmt.Errorf("jobs: job timeout must be at least 1s, got %s", c.JobTimeout)
+	case c.RescueAfter <= c.JobTimeout:
+		return fmt.Errorf("jobs: rescue-after (%s) must be longer than the job timeout (%s)", c.RescueAfter, c.JobTimeout)
+	}
+	return nil
+}
+
+// Worker is a process's pool of batch workers.
+type Worker struct {
+	client   *river.Client[pgx.Tx]
+	stopping chan struct{}
+	logger   *slog.Logger
+}
+
+// NewWorker builds a worker; Start runs it.
+func NewWorker(cfg WorkerConfig) (*Worker, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	w := &Worker{stopping: make(chan struct{}), logger: cfg.Logger}
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &BatchWorker{
+		Pool: cfg.Pool, Registry: cfg.Registry, Limiter: cfg.Limiter, Logger: cfg.Logger,
+		Slice: min(cfg.JobTimeout/4, SliceMax), Stopping: w.stopping,
+	})
+	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
+		Queues:               map[string]river.QueueConfig{QueueName: {MaxWorkers: cfg.Concurrency}},
+		Workers:              workers,
+		JobTimeout:           cfg.JobTimeout,
+		RescueStuckJobsAfter: cfg.RescueAfter,
+		// River logs only its own trouble; batch logs come from BatchWorker.
+		Logger: slog.New(newLevelFloor(cfg.Logger.Handler(), slog.LevelWarn)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: creating the River client: %w", err)
+	}
+	w.client = client
+	return w, nil
+}
+
+// Start begins fetching and working jobs; it returns at once.
+func (w *Worker) Start(ctx context.Context) error {
+	return w.client.Start(ctx)
+}
+
+// Stop shuts down gracefully: jobs hand over after the batch in flight, and
+// after timeout the ones still running are cancelled, which rolls their
+// batches back. Nothing is lost either way; the work continues elsewhere.
+func (w *Worker) Stop(timeout time.Duration) error {
+	close(w.stopping)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := w.client.Stop(ctx); err == nil {
+		return nil
+	}
+	w.logger.Warn("jobs still running after the shutdown timeout; cancelling them", "timeout", timeout)
+	hard, cancelHard := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelHard()
+	return w.client.StopAndCancel(hard)
+}
+
+// levelFloor drops records below a level; it lets River log warnings while
+// the process logs at debug.
+type levelFloor struct {
+	slog.Handler
+	floor slog.Level
+}
+
+func newLevelFloor(h slog.Handler, floor slog.Level) slog.Handler { return &levelFloor{h, floor} }
+
+func (h *levelFloor) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.floor && h.Handler.Enabled(ctx, l)
+}
+
+func (h *levelFloor) WithAttrs(a []slog.Attr) slog.Handler { return &levelFloor{h.Handler.WithAttrs(a), h.floor} }
+func (h *levelFloor) WithGroup(n string) slog.Handler      { return &levelFloor{h.Handler.WithGroup(n), h.floor} }
