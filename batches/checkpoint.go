@@ -135,36 +135,55 @@ WHERE run_id = $1 AND partition = $2`,
 	return res, nil
 }
 
-// RecordFailureTx records a failed attempt at a partition's batch. When final
-// (the last attempt), the partition is failed with the error and key range,
-// and the run fails once nothing else of it is left.
-func RecordFailureTx(ctx context.Context, tx pgx.Tx, p BatchParams, failure error, final bool) (State, error) {
+// Failure is what RecordFailureTx recorded.
+type Failure struct {
+	// Attempt counts the tries of the partition's current batch, this one
+	// included; a successful batch resets it.
+	Attempt int
+	// Final is true when Attempt reached the run's MaxAttempts: the partition
+	// is failed and waits for "retry".
+	Final bool
+	// RunState is the run's state afterwards (failed when nothing else of it
+	// was left).
+	RunState State
+}
+
+// RecordFailureTx records a failed try at a partition's next batch, with its
+// error (SQLSTATE and message) and key range. After the run's MaxAttempts
+// tries the partition is failed, and the run fails once nothing else of it is
+// left. It returns ErrNotOwner when the job no longer owns the partition.
+func RecordFailureTx(ctx context.Context, tx pgx.Tx, p BatchParams, failure error) (*Failure, error) {
 	var be *BatchError
 	var first, last *string
 	message := describeError(failure)
 	if errors.As(failure, &be) {
 		first, last, message = &be.Batch.First, &be.Batch.Last, be.Error()
 	}
-	state := "running"
-	if final {
-		state = "failed"
-	}
-	tag, err := tx.Exec(ctx, `
+	f := &Failure{RunState: StateRunning}
+	err := tx.QueryRow(ctx, `
 UPDATE backfill_partitions
-SET state = CASE WHEN state IN ('pending', 'running') THEN $4 ELSE state END,
-	attempts = attempts + 1, last_error = $5, failed_first = $6, failed_last = $7, updated_at = now()
-WHERE run_id = $1 AND partition = $2 AND job_id = $3`,
-		p.Run.ID, p.Partition, p.JobID, state, message, first, last)
-	if err != nil {
-		return "", fmt.Errorf("batches: recording failure of partition %d of run %d: %w", p.Partition, p.Run.ID, err)
+SET attempts = attempts + 1,
+	state = CASE WHEN attempts + 1 >= $4 THEN 'failed' ELSE state END,
+	last_error = $5, failed_first = $6, failed_last = $7, updated_at = now()
+WHERE run_id = $1 AND partition = $2 AND job_id = $3 AND state IN ('pending', 'running')
+RETURNING attempts`,
+		p.Run.ID, p.Partition, p.JobID, p.Run.Options.MaxAttempts, message, first, last).Scan(&f.Attempt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotOwner
 	}
-	if tag.RowsAffected() == 0 || !final {
-		return StateRunning, nil
+	if err != nil {
+		return nil, fmt.Errorf("batches: recording failure of partition %d of run %d: %w", p.Partition, p.Run.ID, err)
+	}
+	if f.Final = f.Attempt >= p.Run.Options.MaxAttempts; !f.Final {
+		return f, nil
 	}
 	if _, err := tx.Exec(ctx, `UPDATE backfill_runs SET last_error = $2 WHERE id = $1`, p.Run.ID, message); err != nil {
-		return "", fmt.Errorf("batches: recording failure of run %d: %w", p.Run.ID, err)
+		return nil, fmt.Errorf("batches: recording failure of run %d: %w", p.Run.ID, err)
 	}
-	return settleRunTx(ctx, tx, p.Run.ID)
+	if f.RunState, err = settleRunTx(ctx, tx, p.Run.ID); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 func deref(s *string) string {

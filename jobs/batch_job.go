@@ -26,10 +26,10 @@ const QueueName = "backfills"
 type BatchArgs struct {
 	RunID     int64 `json:"run_id"`
 	Partition int   `json:"partition"`
-	// Prepaid is set when the job that handed over had already taken the
-	// next batch's rows from the rate limiter and scheduled this job for when
-	// they may be used.
-	Prepaid bool `json:"prepaid,omitempty"`
+	// NotBefore is set when the job that handed over had already taken the
+	// next batch's rows from the rate limiter: they are paid for, and may be
+	// used from this time on.
+	NotBefore time.Time `json:"not_before,omitzero"`
 }
 
 // Kind implements river.JobArgs.
@@ -53,12 +53,10 @@ type BatchWorker struct {
 	Stopping <-chan struct{}
 }
 
-// NextRetry backs a failed batch off exponentially: 1s, 2s, 4s ... 5 minutes.
+// NextRetry backs off River's own retries (of errors that could not be
+// recorded as batch failures) like batch retries.
 func (w *BatchWorker) NextRetry(job *river.Job[BatchArgs]) time.Time {
-	backoff := time.Second << min(max(job.Attempt-1, 0), 9)
-	backoff = min(backoff, 5*time.Minute)
-	jitter := time.Duration(rand.Int64N(int64(backoff) / 10))
-	return time.Now().Add(backoff + jitter)
+	return time.Now().Add(retryBackoff(job.Attempt))
 }
 
 // Work implements river.Worker.
@@ -83,7 +81,7 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 	}
 
 	deadline := time.Now().Add(w.Slice)
-	prepaid := job.Args.Prepaid
+	notBefore, prepaid := job.Args.NotBefore, !job.Args.NotBefore.IsZero()
 	limiterKey := strconv.FormatInt(run.ID, 10)
 	for {
 		if !prepaid && run.Options.Rate > 0 {
@@ -91,16 +89,19 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 			if err != nil {
 				return err
 			}
-			if time.Now().Add(delay).After(deadline) || w.stopping() {
-				// Do not sleep past the slice: let a job scheduled for when
-				// the rows may be used take over.
-				return w.handOver(ctx, job, run, delay, true)
+			notBefore, prepaid = time.Now().Add(delay), true
+		}
+		if prepaid {
+			if notBefore.After(deadline) || w.stopping() {
+				// Never sleep past the slice: a new job waits for the rows
+				// already paid for.
+				return w.handOver(ctx, job, run, notBefore)
 			}
-			if err := sleep(ctx, delay); err != nil {
+			if err := sleep(ctx, time.Until(notBefore)); err != nil {
 				return err
 			}
+			prepaid = false
 		}
-		prepaid = false
 
 		started := time.Now()
 		var (
@@ -121,7 +122,7 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 				_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
 			case time.Now().After(deadline) || w.stopping():
 				finished = true
-				err = w.handOverTx(ctx, tx, job, run, 0, false)
+				err = w.handOverTx(ctx, tx, job, run, time.Time{})
 			}
 			return err
 		})
@@ -172,11 +173,12 @@ func (w *BatchWorker) stopping() bool {
 	}
 }
 
-// handOver ends this job and hands its partition to a new one that starts
-// after delay, in a transaction of its own.
-func (w *BatchWorker) handOver(ctx context.Context, job *river.Job[BatchArgs], run *batches.Run, delay time.Duration, prepaid bool) error {
+// handOver ends this job and hands its partition to a new one, in a
+// transaction of its own. notBefore is when the next batch's rows, already
+// taken from the rate limiter, may be used (zero when none were taken).
+func (w *BatchWorker) handOver(ctx context.Context, job *river.Job[BatchArgs], run *batches.Run, notBefore time.Time) error {
 	err := pgx.BeginFunc(ctx, w.Pool, func(tx pgx.Tx) error {
-		return w.handOverTx(ctx, tx, job, run, delay, prepaid)
+		return w.handOverTx(ctx, tx, job, run, notBefore)
 	})
 	if errors.Is(err, batches.ErrNotOwner) {
 		return nil
@@ -184,10 +186,20 @@ func (w *BatchWorker) handOver(ctx context.Context, job *river.Job[BatchArgs], r
 	return err
 }
 
-func (w *BatchWorker) handOverTx(ctx context.Context, tx pgx.Tx, job *river.Job[BatchArgs], run *batches.Run, delay time.Duration, prepaid bool) error {
+// longWait is the wait beyond which a handed-over job is scheduled rather
+// than made available at once to sleep: River's scheduler adds up to five
+// seconds, which matters only for short waits.
+const longWait = 5 * time.Second
+
+// handOverTx queues the partition's next job and makes it the partition's
+// owner, and completes this job, all in tx.
+func (w *BatchWorker) handOverTx(ctx context.Context, tx pgx.Tx, job *river.Job[BatchArgs], run *batches.Run, notBefore time.Time) error {
+	opts := &river.InsertOpts{}
+	if time.Until(notBefore) > longWait {
+		opts.ScheduledAt = notBefore
+	}
 	next, err := river.ClientFromContext[pgx.Tx](ctx).InsertTx(ctx, tx,
-		BatchArgs{RunID: run.ID, Partition: job.Args.Partition, Prepaid: prepaid},
-		&river.InsertOpts{MaxAttempts: run.Options.MaxAttempts, ScheduledAt: time.Now().Add(delay)})
+		BatchArgs{RunID: run.ID, Partition: job.Args.Partition, NotBefore: notBefore}, opts)
 	if err != nil {
 		return fmt.Errorf("jobs: handing over partition %d of run %d: %w", job.Args.Partition, run.ID, err)
 	}
@@ -198,32 +210,47 @@ func (w *BatchWorker) handOverTx(ctx context.Context, tx pgx.Tx, job *river.Job[
 	return err
 }
 
-// fail records a failed attempt and returns the error so that River retries
-// the job, or, after the last attempt, discards it with the partition failed.
+// fail handles a batch that failed: the batch rolled back, and the failure
+// is recorded with the partition. The batch is tried again from the same
+// checkpoint by a new job after a backoff (1s, 2s, 4s ... 5 minutes), until
+// the backfill's attempts are used up; then the partition is failed and
+// waits for "enqueue retry". River's own retries, which would wait for its
+// scheduler, are left for errors that could not be recorded.
 func (w *BatchWorker) fail(ctx context.Context, job *river.Job[BatchArgs], p batches.BatchParams, log *slog.Logger, failure error) error {
 	if ctx.Err() != nil {
-		return failure // shutting down or timed out: the batch rolled back, River retries it
+		return failure // shutting down or timed out: River runs the job again
 	}
-	final := job.Attempt >= job.MaxAttempts
-	var state batches.State
+	var f *batches.Failure
 	err := pgx.BeginFunc(ctx, w.Pool, func(tx pgx.Tx) error {
 		var err error
-		state, err = batches.RecordFailureTx(ctx, tx, p, failure, final)
-		return err
-	})
-	if err != nil {
-		log.Error("recording a failed batch", "error", err)
-	}
-	attrs := []any{"attempt", job.Attempt, "max_attempts", job.MaxAttempts, "error", failure.Error()}
-	if final {
-		log.Error("batch failed for good", attrs...)
-		if state == batches.StateFailed {
-			log.Info("run finished", "state", state)
+		if f, err = batches.RecordFailureTx(ctx, tx, p, failure); err != nil || f.Final {
+			return err
 		}
-	} else {
-		log.Warn("batch failed, will retry", attrs...)
+		return w.handOverTx(ctx, tx, job, p.Run, time.Now().Add(retryBackoff(f.Attempt)))
+	})
+	switch {
+	case errors.Is(err, batches.ErrNotOwner):
+		return nil
+	case err != nil:
+		log.Error("recording a failed batch", "error", err, "batch_error", failure.Error())
+		return failure
 	}
-	return failure
+	attrs := []any{"attempt", f.Attempt, "max_attempts", p.Run.Options.MaxAttempts, "error", failure.Error()}
+	if !f.Final {
+		log.Warn("batch failed, will retry", attrs...)
+		return nil
+	}
+	log.Error("batch failed after its last attempt", attrs...)
+	if f.RunState == batches.StateFailed {
+		log.Info("run finished", "state", f.RunState)
+	}
+	return river.JobCancel(failure)
+}
+
+// retryBackoff is the wait before try attempt+1 of a batch.
+func retryBackoff(attempt int) time.Duration {
+	backoff := min(time.Second<<min(max(attempt-1, 0), 9), 5*time.Minute)
+	return backoff + time.Duration(rand.Int64N(int64(backoff)/10+1))
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -219,10 +219,7 @@ func (e *Enqueuer) enqueueTx(ctx context.Context, tx pgx.Tx, def *batches.Defini
 func (e *Enqueuer) insertJobsTx(ctx context.Context, tx pgx.Tx, run *batches.Run, parts []int) error {
 	params := make([]river.InsertManyParams, len(parts))
 	for i, p := range parts {
-		params[i] = river.InsertManyParams{
-			Args:       BatchArgs{RunID: run.ID, Partition: p},
-			InsertOpts: &river.InsertOpts{MaxAttempts: run.Options.MaxAttempts},
-		}
+		params[i] = river.InsertManyParams{Args: BatchArgs{RunID: run.ID, Partition: p}}
 	}
 	results, err := e.client.InsertManyTx(ctx, tx, params)
 	if err != nil {

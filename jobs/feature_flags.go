@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,6 +34,8 @@ var ErrRedisRequired = errors.New("this backfill writes to Redis: start the work
 // value, not as a change.
 type FeatureFlagsToRedis struct {
 	Redis *redis.Client
+	// Key and Channel default to FeatureFlagsKey and FeatureFlagsChannel.
+	Key, Channel string
 }
 
 // FlagMessage is what FeatureFlagsToRedis publishes for each flag.
@@ -69,8 +72,8 @@ func (f *FeatureFlagsToRedis) ProcessBatch(ctx context.Context, tx pgx.Tx, b bat
 		if err != nil {
 			return 0, err
 		}
-		pipe.HSet(ctx, FeatureFlagsKey, fl.Name, fmt.Sprint(fl.Enabled))
-		pipe.Publish(ctx, FeatureFlagsChannel, msg)
+		pipe.HSet(ctx, cmp.Or(f.Key, FeatureFlagsKey), fl.Name, fmt.Sprint(fl.Enabled))
+		pipe.Publish(ctx, cmp.Or(f.Channel, FeatureFlagsChannel), msg)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, fmt.Errorf("writing flags to Redis: %w", err)

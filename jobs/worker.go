@@ -140,5 +140,9 @@ func (h *levelFloor) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= h.floor && h.Handler.Enabled(ctx, l)
 }
 
-func (h *levelFloor) WithAttrs(a []slog.Attr) slog.Handler { return &levelFloor{h.Handler.WithAttrs(a), h.floor} }
-func (h *levelFloor) WithGroup(n string) slog.Handler      { return &levelFloor{h.Handler.WithGroup(n), h.floor} }
+func (h *levelFloor) WithAttrs(a []slog.Attr) slog.Handler {
+	return &levelFloor{h.Handler.WithAttrs(a), h.floor}
+}
+func (h *levelFloor) WithGroup(n string) slog.Handler {
+	return &levelFloor{h.Handler.WithGroup(n), h.floor}
+}
