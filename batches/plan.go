@@ -152,11 +152,14 @@ func histogramBounds(ctx context.Context, q Querier, schema, table, column strin
 	var hist []string
 	err := q.QueryRow(ctx, `SELECT histogram_bounds::text::text[] FROM pg_stats WHERE schemaname = $1 AND tablename = $2 AND attname = $3`,
 		schema, table, column).Scan(&hist)
-	if errors.Is(err, pgx.ErrNoRows) || len(hist) < 2 {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("batches: reading statistics of %s.%s: %w", table, column, err)
+	}
+	if len(hist) < 2 {
+		return nil, nil
 	}
 	var out []string
 	for i := 1; i < n; i++ {

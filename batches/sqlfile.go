@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -105,6 +107,7 @@ func ParseSQL(content string) (*Definition, error) {
 		opts             Options
 		up, down         strings.Builder
 		upLine, downLine int
+		downMarkerLine   int
 		seen             = map[string]int{}
 		inHeader         = true
 		inDown           bool
@@ -116,12 +119,15 @@ func ParseSQL(content string) (*Definition, error) {
 	scanner.Buffer(make([]byte, 64*1024), 16*1024*1024)
 	for n := 1; scanner.Scan(); n++ {
 		line := scanner.Text()
+		if !utf8.ValidString(line) {
+			return nil, fail(n, "the line is not valid UTF-8")
+		}
 		trimmed := strings.TrimSpace(line)
 		if downPattern.MatchString(trimmed) {
 			if inDown {
 				return nil, fail(n, "a second \"-- down\" line; a file has one up and one down statement")
 			}
-			inHeader, inDown = false, true
+			inHeader, inDown, downMarkerLine = false, true, n
 			continue
 		}
 		if inHeader {
@@ -173,6 +179,9 @@ func ParseSQL(content string) (*Definition, error) {
 	}
 	def := &Definition{Options: opts, UpSQL: upSQL, Up: sqlStep(upSQL)}
 	if inDown {
+		if downLine == 0 {
+			return nil, fail(downMarkerLine, "down statement is missing after \"-- down\"")
+		}
 		downSQL, err := checkStatement(down.String(), downLine, "down statement")
 		if err != nil {
 			return nil, err
@@ -183,10 +192,13 @@ func ParseSQL(content string) (*Definition, error) {
 }
 
 func setOption(o *Options, key, value string) error {
-	positive := func() (int, error) {
+	positive := func(most int) (int, error) {
 		n, err := strconv.Atoi(value)
 		if err != nil || n < 1 {
 			return 0, fmt.Errorf("%s: want a positive whole number, got %q", key, value)
+		}
+		if n > most {
+			return 0, fmt.Errorf("%s: must be at most %d, got %d", key, most, n)
 		}
 		return n, nil
 	}
@@ -202,14 +214,14 @@ func setOption(o *Options, key, value string) error {
 		}
 		o.Where = value
 	case "batch":
-		o.BatchSize, err = positive()
+		o.BatchSize, err = positive(math.MaxInt)
 	case "partitions":
-		o.Partitions, err = positive()
+		o.Partitions, err = positive(1024) // as Options.validate
 	case "attempts":
-		o.MaxAttempts, err = positive()
+		o.MaxAttempts, err = positive(100) // as Options.validate
 	case "rate":
 		o.Rate, err = strconv.ParseFloat(value, 64)
-		if err != nil || o.Rate < 0 {
+		if err != nil || o.Rate < 0 || math.IsNaN(o.Rate) || math.IsInf(o.Rate, 0) {
 			err = fmt.Errorf("rate: want rows per second (a number, 0 for unlimited), got %q", value)
 		}
 	default:

@@ -3,21 +3,31 @@ package batches
 import "strings"
 
 // scanSQL finds the @name parameters of a statement and counts its statements,
-// skipping string literals, quoted identifiers, dollar quotes and comments the
-// way pgx's named-argument rewriting does.
+// skipping string literals (with E'...' backslash escapes), quoted
+// identifiers, dollar quotes and (nested) comments the way pgx's
+// named-argument rewriting does, so that the parameters found are the ones
+// pgx binds. The statement must be valid UTF-8.
 func scanSQL(sql string) (params []string, statements int) {
-	isIdent := func(c byte) bool {
-		return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-	}
+	isLetter := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+	isDigit := func(c byte) bool { return c >= '0' && c <= '9' }
+	// Bytes of non-ASCII characters count as letters of identifiers, as in pgx.
+	isIdentStart := func(c byte) bool { return isLetter(c) || c == '_' || c >= 0x80 }
 	pendingStatement := false
 	for i := 0; i < len(sql); {
 		c := sql[i]
 		switch {
-		case c == '\'' || c == '"':
-			end := i + 1
+		case c == '\'' || c == '"' || (c == 'e' || c == 'E') && i+1 < len(sql) && sql[i+1] == '\'':
+			quote, end, escapes := c, i+1, false
+			if c == 'e' || c == 'E' {
+				quote, end, escapes = '\'', i+2, true
+			}
 			for end < len(sql) {
-				if sql[end] == c {
-					if end+1 < len(sql) && sql[end+1] == c {
+				if escapes && sql[end] == '\\' {
+					end += 2
+					continue
+				}
+				if sql[end] == quote {
+					if end+1 < len(sql) && sql[end+1] == quote {
 						end += 2
 						continue
 					}
@@ -28,20 +38,30 @@ func scanSQL(sql string) (params []string, statements int) {
 			i = end + 1
 			pendingStatement = true
 		case c == '-' && strings.HasPrefix(sql[i:], "--"):
-			if nl := strings.IndexByte(sql[i:], '\n'); nl >= 0 {
+			if nl := strings.IndexAny(sql[i:], "\r\n"); nl >= 0 {
 				i += nl + 1
 			} else {
 				i = len(sql)
 			}
 		case c == '/' && strings.HasPrefix(sql[i:], "/*"):
-			if end := strings.Index(sql[i+2:], "*/"); end >= 0 {
-				i += end + 4
-			} else {
-				i = len(sql)
+			depth := 0
+			for i += 2; i < len(sql); {
+				if strings.HasPrefix(sql[i:], "/*") {
+					depth++
+					i += 2
+				} else if strings.HasPrefix(sql[i:], "*/") {
+					i += 2
+					if depth == 0 {
+						break
+					}
+					depth--
+				} else {
+					i++
+				}
 			}
-		case c == '$' && (i == 0 || !isIdent(sql[i-1])):
+		case c == '$':
 			tagEnd := i + 1
-			for tagEnd < len(sql) && isIdent(sql[tagEnd]) && !(sql[tagEnd] >= '0' && sql[tagEnd] <= '9' && tagEnd == i+1) {
+			for tagEnd < len(sql) && (isIdentStart(sql[tagEnd]) || tagEnd > i+1 && isDigit(sql[tagEnd])) {
 				tagEnd++
 			}
 			if tagEnd < len(sql) && sql[tagEnd] == '$' {
@@ -55,13 +75,21 @@ func scanSQL(sql string) (params []string, statements int) {
 				i++
 			}
 			pendingStatement = true
-		case c == '@' && i+1 < len(sql) && isIdent(sql[i+1]) && (i == 0 || sql[i-1] != '@'):
+		case c == '@' && i+1 < len(sql) && (isLetter(sql[i+1]) || sql[i+1] == '_'):
 			end := i + 1
-			for end < len(sql) && isIdent(sql[end]) {
+			for end < len(sql) && (isLetter(sql[end]) || isDigit(sql[end]) || sql[end] == '_') {
 				end++
 			}
 			params = append(params, sql[i+1:end])
 			i = end
+			pendingStatement = true
+		case isIdentStart(c):
+			// An identifier or key word, taken whole: a $ in it starts no
+			// dollar quote, and a final e or E before ' makes no E'...' string.
+			i++
+			for i < len(sql) && (isIdentStart(sql[i]) || isDigit(sql[i]) || sql[i] == '$') {
+				i++
+			}
 			pendingStatement = true
 		case c == ';':
 			if pendingStatement {
@@ -70,7 +98,7 @@ func scanSQL(sql string) (params []string, statements int) {
 			pendingStatement = false
 			i++
 		default:
-			if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			if !strings.ContainsRune(" \t\n\r\f\v", rune(c)) {
 				pendingStatement = true
 			}
 			i++

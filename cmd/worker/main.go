@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	var s cli.Settings
 	s.Bind(fs, getenv, false)
+	s.BindLogging(fs, getenv)
 	concurrency := fs.Int("concurrency", jobs.ConcurrencyDefault, "batches worked at once")
 	jobTimeout := fs.Duration("job-timeout", jobs.JobTimeoutDefault, "longest a job may run")
 	rescueAfter := fs.Duration("rescue-after", 0, "when a running job counts as lost")

@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -11,6 +12,8 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"regexp"
+	"sort"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -49,8 +52,12 @@ func (s *Settings) Bind(fs *flag.FlagSet, getenv func(string) string, withDir bo
 	if withDir {
 		fs.StringVar(&s.Dir, "dir", env("BACKFILL_DIR", BackfillDirDefault), "directory of backfill files (env BACKFILL_DIR)")
 	}
-	fs.StringVar(&s.LogLevel, "log-level", env("LOG_LEVEL", "info"), "log level: debug, info, warn or error (env LOG_LEVEL)")
-	fs.StringVar(&s.LogFormat, "log-format", env("LOG_FORMAT", "text"), "log format: text or json (env LOG_FORMAT)")
+}
+
+// BindLogging registers --log-level and --log-format on fs.
+func (s *Settings) BindLogging(fs *flag.FlagSet, getenv func(string) string) {
+	fs.StringVar(&s.LogLevel, "log-level", cmp.Or(getenv("LOG_LEVEL"), "info"), "log level: debug, info, warn or error (env LOG_LEVEL)")
+	fs.StringVar(&s.LogFormat, "log-format", cmp.Or(getenv("LOG_FORMAT"), "text"), "log format: text or json (env LOG_FORMAT)")
 }
 
 // OpenPool connects to PostgreSQL. Errors never include the password.
@@ -104,37 +111,49 @@ func (s *Settings) Logger(w io.Writer) (*slog.Logger, error) {
 }
 
 // Redact returns a connection string with its password replaced by "xxxxx",
-// for messages. Strings it cannot parse are replaced whole.
-func Redact(conn string) string {
-	u, err := url.Parse(conn)
-	if err != nil || u.Scheme == "" {
-		if strings.Contains(conn, "password") {
-			return "(connection string hidden: it holds a password)"
-		}
-		return conn
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
-}
+// for messages. It works on strings that do not parse too, since those are
+// the ones that end up in error messages.
+func Redact(conn string) string { return redactIn(conn, conn) }
 
 // redactIn removes the password of conn from a message.
 func redactIn(msg, conn string) string {
-	if u, err := url.Parse(conn); err == nil {
-		if pw, has := u.User.Password(); has && pw != "" {
-			msg = strings.ReplaceAll(msg, pw, "xxxxx")
-		}
-		if pw := u.Query().Get("password"); pw != "" {
-			msg = strings.ReplaceAll(msg, pw, "xxxxx")
-		}
+	for _, secret := range secretsOf(conn) {
+		msg = strings.ReplaceAll(msg, secret, "xxxxx")
 	}
 	return msg
+}
+
+var passwordSetting = regexp.MustCompile(`(?i)password\s*=\s*('(?:[^'\\]|\\.)*'|[^&\s]+)`)
+
+// secretsOf finds the passwords in a URL ("scheme://user:pw@host") or in
+// keyword/value settings ("password=pw"), in their raw and decoded forms,
+// without relying on the string being valid.
+func secretsOf(conn string) []string {
+	var found []string
+	if i := strings.Index(conn, "://"); i >= 0 {
+		rest := conn[i+3:]
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if colon := strings.Index(rest[:at], ":"); colon >= 0 {
+				found = append(found, rest[colon+1:at])
+			}
+		}
+	}
+	for _, m := range passwordSetting.FindAllStringSubmatch(conn, -1) {
+		found = append(found, m[1], strings.Trim(m[1], "'"))
+	}
+	var out []string
+	for _, f := range found {
+		if f == "" || f == "xxxxx" {
+			continue
+		}
+		out = append(out, f)
+		if decoded, err := url.QueryUnescape(f); err == nil && decoded != f && decoded != "" {
+			out = append(out, decoded)
+		}
+	}
+	// Longest first, so that a password that contains another is hidden whole.
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
 }
 
 // ParseArgs parses flags that may stand before, between or after the
