@@ -94,7 +94,7 @@ FOR UPDATE OF bp`, run.ID, p.Partition).Scan(&cursor, &upper, &state, &jobID, &r
 	}
 
 	if run.keyset == nil {
-		run.keyset = newKeysetQueries(run.Options)
+		run.keyset = newKeysetQueries(run.Options.ForDirection(run.Direction))
 	}
 	res := &BatchResult{Batch: Batch{RunID: run.ID, Version: run.Version, Partition: p.Partition}, RunState: runState}
 	first, last, n, ok, err := run.keyset.nextBatch(ctx, tx, run.Options.BatchSize, cursor, upper)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -46,6 +47,9 @@ type Options struct {
 	// Where is an optional SQL condition that limits the rows batches are cut
 	// from, so batches hold only rows that still need work.
 	Where string `json:"where,omitempty"`
+	// DownWhere is Where for revert runs: the rows the revert must undo are
+	// the ones Where no longer matches.
+	DownWhere string `json:"down_where,omitempty"`
 	// BatchSize is the number of rows per batch (BatchSizeDefault when 0).
 	BatchSize int `json:"batch"`
 	// Rate is the most rows per second the run may process; 0 is unlimited.
@@ -72,6 +76,16 @@ func (o Options) WithDefaults() Options {
 	return o
 }
 
+// ForDirection returns the options a run in dir uses: a revert cuts its
+// batches with DownWhere instead of Where.
+func (o Options) ForDirection(dir Direction) Options {
+	if dir == DirectionDown {
+		o.Where = o.DownWhere
+	}
+	o.DownWhere = ""
+	return o
+}
+
 func (o Options) validate() error {
 	switch {
 	case o.Table == "":
@@ -80,8 +94,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("key is missing")
 	case o.BatchSize < 1:
 		return fmt.Errorf("batch must be at least 1, got %d", o.BatchSize)
-	case o.Rate < 0:
-		return fmt.Errorf("rate must not be negative, got %g", o.Rate)
+	case o.Rate < 0 || math.IsNaN(o.Rate) || math.IsInf(o.Rate, 0):
+		return fmt.Errorf("rate must be a number of rows per second, 0 or more, got %g", o.Rate)
 	case o.Partitions < 1 || o.Partitions > 1024:
 		return fmt.Errorf("partitions must be between 1 and 1024, got %d", o.Partitions)
 	case o.MaxAttempts < 1 || o.MaxAttempts > 100:

@@ -36,7 +36,7 @@ func newKeysetQueries(o Options) *keysetQueries {
 				add(fmt.Sprintf("%s <= $%d", key, 2+c))
 			}
 			if o.Where != "" {
-				add("(" + o.Where + ")")
+				add("(" + o.Where + "\n)") // the newline ends a trailing -- comment
 			}
 			q.byBounds[c][u] = fmt.Sprintf(`SELECT k::text, n FROM (
 	SELECT k, row_number() OVER (ORDER BY k) AS i, count(*) OVER () AS n

@@ -69,6 +69,21 @@ WHERE c.oid = to_regclass($1)`, table, o.Key).Scan(&keyType, &estimate, &schema,
 		return nil, fmt.Errorf("%w: %s.%s needs an index whose first column it is, or every batch would scan the table", ErrNoIndex, table, pgx.Identifier{o.Key}.Sanitize())
 	}
 	plan := &Plan{KeyType: keyType, RowsEstimated: max(int64(estimate), 0)}
+	if o.Where != "" {
+		// The planner's estimate of the matching rows: honest progress for
+		// filtered runs, and the condition is checked before anything runs.
+		var explained []struct {
+			Plan struct {
+				Rows float64 `json:"Plan Rows"`
+			}
+		}
+		if err := q.QueryRow(ctx, fmt.Sprintf("EXPLAIN (FORMAT JSON) SELECT 1 FROM %s WHERE (%s\n)", table, o.Where)).Scan(&explained); err != nil {
+			return nil, fmt.Errorf("batches: the where condition of %s does not work: %s", o.Table, describeError(err))
+		}
+		if len(explained) == 1 && estimate >= 0 {
+			plan.RowsEstimated = int64(explained[0].Plan.Rows)
+		}
+	}
 
 	key := pgx.Identifier{o.Key}.Sanitize()
 	var lo, hi *string

@@ -84,8 +84,11 @@ type NewRunParams struct {
 // which is how concurrent "pending" calls agree on one run per version.
 func CreateRunTx(ctx context.Context, tx pgx.Tx, p NewRunParams) (*Run, []int, error) {
 	def := p.Definition
-	plan, err := PlanRun(ctx, tx, def.Options)
+	plan, err := PlanRun(ctx, tx, def.Options.ForDirection(p.Direction))
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkStatementTx(ctx, tx, def, p.Direction); err != nil {
 		return nil, nil, err
 	}
 	stored, err := json.Marshal(storedDefinition{Options: def.Options, UpSQL: def.UpSQL, DownSQL: def.DownSQL, Source: def.Source})
@@ -250,4 +253,25 @@ RETURNING bp.partition`, runID)
 		}
 	}
 	return parts, nil
+}
+
+// checkStatementTx prepares a SQL file's statement, so that a typo or a
+// missing column is reported when the run is enqueued rather than by every
+// batch. Nothing is executed.
+func checkStatementTx(ctx context.Context, tx pgx.Tx, def *Definition, dir Direction) error {
+	sql := def.UpSQL
+	if dir == DirectionDown {
+		sql = def.DownSQL
+	}
+	if sql == "" {
+		return nil
+	}
+	rewritten, _, err := pgx.NamedArgs{"first": "", "last": ""}.RewriteQuery(ctx, tx.Conn(), sql, nil)
+	if err == nil {
+		_, err = tx.Conn().Prepare(ctx, "", rewritten)
+	}
+	if err != nil {
+		return &FileError{Path: def.Source, Err: fmt.Errorf("%s statement does not prepare: %s", dir, describeError(err))}
+	}
+	return nil
 }

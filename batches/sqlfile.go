@@ -208,11 +208,15 @@ func setOption(o *Options, key, value string) error {
 		o.Table, err = identifierValue(key, value, 2)
 	case "key":
 		o.Key, err = identifierValue(key, value, 1)
-	case "where":
+	case "where", "down_where":
 		if value == "" {
-			err = fmt.Errorf("where: condition is empty")
+			err = fmt.Errorf("%s: condition is empty", key)
 		}
-		o.Where = value
+		if key == "where" {
+			o.Where = value
+		} else {
+			o.DownWhere = value
+		}
 	case "batch":
 		o.BatchSize, err = positive(math.MaxInt)
 	case "partitions":
@@ -225,7 +229,7 @@ func setOption(o *Options, key, value string) error {
 			err = fmt.Errorf("rate: want rows per second (a number, 0 for unlimited), got %q", value)
 		}
 	default:
-		err = fmt.Errorf("unknown header key %q (known: table, key, where, batch, rate, partitions, attempts)", key)
+		err = fmt.Errorf("unknown header key %q (known: table, key, where, down_where, batch, rate, partitions, attempts)", key)
 	}
 	return err
 }

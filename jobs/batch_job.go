@@ -26,9 +26,8 @@ const QueueName = "backfills"
 type BatchArgs struct {
 	RunID     int64 `json:"run_id"`
 	Partition int   `json:"partition"`
-	// NotBefore is set when the job that handed over had already taken the
-	// next batch's rows from the rate limiter: they are paid for, and may be
-	// used from this time on.
+	// NotBefore is when the partition's next batch may start: after the
+	// rate limit's wait for the previous batch, or a failed batch's backoff.
 	NotBefore time.Time `json:"not_before,omitzero"`
 }
 
@@ -81,26 +80,19 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 	}
 
 	deadline := time.Now().Add(w.Slice)
-	notBefore, prepaid := job.Args.NotBefore, !job.Args.NotBefore.IsZero()
+	// notBefore paces batches: the rate limiter is paid for each batch's rows
+	// after it ran, and the next batch waits until they are allowed. A batch
+	// pays for the rows it really had, so a short or empty last batch does not
+	// slow the run down.
+	notBefore := job.Args.NotBefore
 	limiterKey := strconv.FormatInt(run.ID, 10)
 	for {
-		if !prepaid && run.Options.Rate > 0 {
-			delay, err := w.Limiter.Reserve(ctx, limiterKey, run.Options.Rate, run.Options.BatchSize)
-			if err != nil {
-				return err
-			}
-			notBefore, prepaid = time.Now().Add(delay), true
+		if notBefore.After(deadline) || w.stopping() {
+			// Never sleep past the slice: a new job waits instead.
+			return w.handOver(ctx, job, run, notBefore)
 		}
-		if prepaid {
-			if notBefore.After(deadline) || w.stopping() {
-				// Never sleep past the slice: a new job waits for the rows
-				// already paid for.
-				return w.handOver(ctx, job, run, notBefore)
-			}
-			if err := sleep(ctx, time.Until(notBefore)); err != nil {
-				return err
-			}
-			prepaid = false
+		if err := sleep(ctx, time.Until(notBefore)); err != nil {
+			return err
 		}
 
 		started := time.Now()
@@ -113,6 +105,13 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 			if res, err = batches.ProcessBatchTx(ctx, tx, p); err != nil {
 				return err
 			}
+			if run.Options.Rate > 0 && res.Batch.Rows > 0 {
+				delay, err := w.Limiter.Reserve(ctx, limiterKey, run.Options.Rate, int(res.Batch.Rows))
+				if err != nil {
+					return err
+				}
+				notBefore = time.Now().Add(delay)
+			}
 			// The job ends in the batch's own transaction: completed with the
 			// partition's last batch, or handed to a new job from the
 			// checkpoint when its slice is used up.
@@ -122,7 +121,7 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 				_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
 			case time.Now().After(deadline) || w.stopping():
 				finished = true
-				err = w.handOverTx(ctx, tx, job, run, time.Time{})
+				err = w.handOverTx(ctx, tx, job, run, notBefore)
 			}
 			return err
 		})

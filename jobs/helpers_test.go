@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -126,3 +127,5 @@ func newRedis(t *testing.T) *redis.Client {
 	t.Cleanup(func() { rdb.Close() })
 	return rdb
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }
