@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 
-# One image holds both binaries: "enqueue" (migrate, pending, run, ...) and
-# "worker". docker-compose.yml picks the binary with each service's command.
+# One image holds three binaries: "enqueue" (migrate, pending, run, ...),
+# "worker", and "demo" (setup, verify: the demo data set the seed backfills
+# of backfills/ work on). docker-compose.yml picks the binary with each
+# service's command.
 # Validated without Docker by internal/composefile.
 
 # ---- build -----------------------------------------------------------------
@@ -18,7 +20,7 @@ COPY . .
 # Static binaries: the final image has no C library.
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/bin/ ./cmd/enqueue ./cmd/worker
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/bin/ ./cmd/enqueue ./cmd/worker ./cmd/demo
 
 # The backfill files. Git keeps no empty folders, so a checkout with no
 # backfills yet may lack backfills/ or backfills/manual/: create them.
@@ -32,6 +34,7 @@ FROM gcr.io/distroless/static-debian12:nonroot
 
 COPY --from=build /out/bin/enqueue /usr/local/bin/enqueue
 COPY --from=build /out/bin/worker /usr/local/bin/worker
+COPY --from=build /out/bin/demo /usr/local/bin/demo
 COPY --from=build /out/backfills /app/backfills
 
 WORKDIR /app

@@ -95,30 +95,38 @@ LEFT JOIN LATERAL (
 `,
 }
 
+// MigrateResult says what Migrate applied.
+type MigrateResult struct {
+	RiverSteps, EngineSteps int
+}
+
 // Migrate installs or upgrades River's schema and the engine's own in the
 // database's current schema (the first of search_path). It is idempotent and
 // safe to run from several processes at once.
-func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	conn, err := pool.Acquire(ctx)
+func Migrate(ctx context.Context, pool *pgxpool.Pool) (*MigrateResult, error) {
+	// A session lock on a connection of its own, outside the pool: migrate is
+	// a one-off admin command, River's migrations cannot share one
+	// transaction, and waiting migrators must not hold the pool's connections
+	// that the lock holder needs.
+	conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
 	if err != nil {
-		return fmt.Errorf("batches: migrate: %w", err)
+		return nil, fmt.Errorf("batches: migrate: %w", err)
 	}
-	defer conn.Release()
-	// A session lock on one held connection: migrate is a one-off admin
-	// command, and River's migrations cannot share one transaction.
+	defer conn.Close(context.WithoutCancel(ctx))
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(migrateLockKey)); err != nil {
-		return fmt.Errorf("batches: migrate: taking the migration lock: %w", err)
+		return nil, fmt.Errorf("batches: migrate: taking the migration lock: %w", err)
 	}
-	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", int64(migrateLockKey)) //nolint:errcheck
 
 	migrator, err := rivermigrate.New(riverpgxv5.New(pool), nil)
 	if err != nil {
-		return fmt.Errorf("batches: migrate: %w", err)
+		return nil, fmt.Errorf("batches: migrate: %w", err)
 	}
-	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		return fmt.Errorf("batches: migrating River's schema: %w", err)
+	river, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
+	if err != nil {
+		return nil, fmt.Errorf("batches: migrating River's schema: %w", err)
 	}
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+	res := &MigrateResult{RiverSteps: len(river.Versions)}
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS backfill_schema_version (version int NOT NULL)`); err != nil {
 			return fmt.Errorf("batches: migrate: %w", err)
 		}
@@ -133,7 +141,12 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 			if _, err := tx.Exec(ctx, `INSERT INTO backfill_schema_version (version) VALUES ($1)`, i+1); err != nil {
 				return fmt.Errorf("batches: migrate: %w", err)
 			}
+			res.EngineSteps++
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
 }

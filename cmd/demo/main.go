@@ -27,6 +27,7 @@ Commands:
       --users N    users, about 90% of them 'enabled' (default 100000)
       --orders N   orders without a price in euros (default 1000000)
       --flags N    feature flags, the 3 seed flags included (default 3)
+      --if-missing leave an existing demo schema (and its runs) alone
   verify     check that the seed backfills did their work; exit 1 if not
 
 Flags (flag, then environment, then default):
@@ -69,7 +70,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fs.IntVar(&sizes.Users, "users", sizes.Users, "number of users")
 		fs.IntVar(&sizes.Orders, "orders", sizes.Orders, "number of orders")
 		fs.IntVar(&sizes.Flags, "flags", sizes.Flags, "number of feature flags")
-		do = func(ctx context.Context) error { return setup(ctx, &s, sizes, stdout) }
+		ifMissing := fs.Bool("if-missing", false, "leave an existing demo schema alone")
+		do = func(ctx context.Context) error { return setup(ctx, &s, sizes, *ifMissing, stdout) }
 	case "verify":
 		do = func(ctx context.Context) error { return verify(ctx, &s, stdout) }
 	default:
@@ -91,12 +93,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return do(ctx)
 }
 
-func setup(ctx context.Context, s *cli.Settings, sizes demo.Sizes, stdout io.Writer) error {
+func setup(ctx context.Context, s *cli.Settings, sizes demo.Sizes, ifMissing bool, stdout io.Writer) error {
 	pool, err := s.OpenPool(ctx)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	if ifMissing {
+		var exists bool
+		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, demo.Schema).Scan(&exists); err != nil {
+			return err
+		}
+		if exists {
+			fmt.Fprintf(stdout, "schema %s exists: left as it is\n", demo.Schema)
+			return nil
+		}
+	}
 	started := time.Now()
 	if err := demo.ResetSchema(ctx, pool, demo.Schema); err != nil {
 		return err

@@ -51,6 +51,12 @@ UPDATE backfill_demo.orders SET price_eur_cents = price_cents * 92 / 100`)
 	require.NoError(t, err)
 	require.Zero(t, count(t, pool, `SELECT count(*) FROM pg_class WHERE relname = 'river_job' AND relnamespace = 'backfill_demo'::regnamespace`))
 	require.Equal(t, int64(9), count(t, pool, `SELECT count(*) FROM backfill_demo.users WHERE status = 'enabled'`))
+
+	// With --if-missing an existing demo schema, and its runs, stay as they are.
+	out, _, err = runDemo(t, env, "setup", "--if-missing", "--users", "30")
+	require.NoError(t, err)
+	require.Contains(t, out, "left as it is")
+	require.Equal(t, int64(10), count(t, pool, `SELECT count(*) FROM backfill_demo.users`))
 }
 
 func TestRun_UsageErrors(t *testing.T) {

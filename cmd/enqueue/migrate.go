@@ -16,8 +16,12 @@ func (c *command) migrate(ctx context.Context) error {
 		return err
 	}
 	defer pool.Close()
-	if err := batches.Migrate(ctx, pool); err != nil {
+	res, err := batches.Migrate(ctx, pool)
+	if err != nil {
 		return err
+	}
+	if res.RiverSteps+res.EngineSteps > 0 {
+		fmt.Fprintf(c.stdout, "applied %d River and %d backfill schema migration(s); ", res.RiverSteps, res.EngineSteps)
 	}
 	fmt.Fprintln(c.stdout, "schema is up to date")
 	return nil

@@ -49,7 +49,11 @@ func (c *command) status(ctx context.Context, asJSON bool) error {
 		return enc.Encode(runs)
 	}
 	if len(runs) == 0 {
-		fmt.Fprintln(c.stdout, "no backfill has been enqueued yet")
+		if version != nil {
+			fmt.Fprintf(c.stdout, "version %d has not been enqueued yet\n", *version)
+		} else {
+			fmt.Fprintln(c.stdout, "no backfill has been enqueued yet")
+		}
 		return nil
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)

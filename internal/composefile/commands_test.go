@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,10 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/backfill/backfill/batches"
 	"github.com/backfill/backfill/internal/demo"
 	"github.com/backfill/backfill/internal/testdb"
+	"github.com/backfill/backfill/jobs"
 )
 
 // How long a worker must stay up, how long SIGTERM may take to stop it, and
@@ -27,18 +32,22 @@ const (
 	oneShotLimit    = 60 * time.Second
 )
 
-// buildBinaries builds enqueue and worker as the Dockerfile does, into a
-// directory of t's.
+// buildBinaries builds our binaries (enqueue, worker, demo) as the
+// Dockerfile does, into a directory of t's.
 func buildBinaries(t *testing.T) string {
 	t.Helper()
 	started := time.Now()
 	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/"+enqueueBin, "./cmd/"+workerBin)
+	args := []string{"build", "-o", dir + string(filepath.Separator)}
+	for _, bin := range ourBinaries {
+		args = append(args, "./cmd/"+bin)
+	}
+	cmd := exec.Command("go", args...)
 	cmd.Dir = root(t)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "go build:\n%s", out)
-	t.Logf("built enqueue and worker in %s", time.Since(started).Round(time.Millisecond))
+	t.Logf("built %s in %s", strings.Join(ourBinaries, ", "), time.Since(started).Round(time.Millisecond))
 	return dir
 }
 
@@ -81,7 +90,9 @@ func backfillDir(t *testing.T) string {
 
 // commandFor turns a service's argv and environment into a process on the
 // test's binaries, database and Redis. The environment is the service's
-// only, as in a container: nothing leaks in from the test's.
+// only, as in a container: nothing leaks in from the test's. It keeps
+// everything else of the service's, PGOPTIONS (the demo's search_path)
+// included.
 func commandFor(t *testing.T, bins string, s *service, words []string, dbURL, dir string) *exec.Cmd {
 	t.Helper()
 	bin := binaryOf(t, s.name, words)
@@ -106,6 +117,12 @@ func commandFor(t *testing.T, bins string, s *service, words []string, dbURL, di
 	return cmd
 }
 
+// TestComposeCommandsRun does what "docker compose up" does, without
+// Docker: every service of our image, in dependency order (demo setup,
+// enqueue migrate, enqueue pending, then two worker replicas), with its
+// exact argv and its own environment, except that DATABASE_URL is a fresh
+// test database and REDIS_URL the local Redis. Nothing else prepares the
+// database: the demo service creates the tables the seed backfills work on.
 func TestComposeCommandsRun(t *testing.T) {
 	t.Parallel()
 	c := loadCompose(t)
@@ -114,16 +131,8 @@ func TestComposeCommandsRun(t *testing.T) {
 	dir := backfillDir(t)
 	dbURL, pool := testdb.New(t)
 
-	// The backfills of backfills/ work on the application's tables, which a
-	// database of the compose file is expected to have: without them
-	// "enqueue pending" fails, as it should. Create the demo data set, the
-	// one the seed backfills are written for, small.
-	started := time.Now()
-	require.NoError(t, demo.Setup(context.Background(), pool, "public", demo.Sizes{Users: 200, Orders: 500, Flags: len(demo.SeedFlags)}),
-		"creating the demo tables the backfills work on")
-	t.Logf("demo tables ready in %s", time.Since(started).Round(time.Millisecond))
-
 	ran := 0
+	var last *service // the last one-shot, for "enqueue status" below
 	for _, name := range startOrder(t, c) {
 		s := c.Services[name]
 		if !c.ourImage(s) {
@@ -132,7 +141,7 @@ func TestComposeCommandsRun(t *testing.T) {
 		words := argvOf(t, s, ep)
 		ran++
 		ok := t.Run(name, func(t *testing.T) {
-			if binaryOf(t, name, words) == enqueueBin {
+			if oneShot(t, c, s, ep) {
 				runOneShot(t, bins, s, words, dbURL, dir)
 			} else {
 				runWorkers(t, bins, s, words, dbURL, dir)
@@ -140,17 +149,77 @@ func TestComposeCommandsRun(t *testing.T) {
 		})
 		// Compose starts nothing whose dependencies failed.
 		require.True(t, ok, "service %s failed; not running the services after it", name)
+		if oneShot(t, c, s, ep) {
+			last = s
+		}
 	}
 	require.NotZero(t, ran, "no service of the compose file runs our binaries")
 
-	// For the log: what the runs look like after the workers' two seconds.
-	st := exec.Command(filepath.Join(bins, enqueueBin), "status")
-	st.Env = []string{"DATABASE_URL=" + dbURL, "BACKFILL_DIR=" + dir}
-	out, err := st.CombinedOutput()
-	t.Logf("enqueue status (err %v):\n%s", err, out)
+	// For the log: what the runs look like after the workers' two seconds,
+	// seen as the services see the database (their PGOPTIONS).
+	if last != nil {
+		st := commandFor(t, bins, last, []string{enqueueBin, "status"}, dbURL, dir)
+		out, err := st.CombinedOutput()
+		t.Logf("enqueue status (err %v):\n%s", err, out)
+	}
+
+	checkEnqueuedOnce(t, c, pool, dir)
 }
 
-// runOneShot runs an enqueue command as Compose would and wants exit 0.
+// checkEnqueuedOnce checks, after the whole compose file ran, that each
+// automatic backfill was enqueued exactly once (one up run, run 1) and
+// nothing else, in the demo's schema when there is a demo service, and that
+// nothing landed in public (the test database's template has the version
+// table there too).
+func checkEnqueuedOnce(t *testing.T, c *composeFile, pool *pgxpool.Pool, dir string) {
+	t.Helper()
+	ctx := context.Background()
+	reg, err := jobs.NewRegistry(dir, nil)
+	require.NoError(t, err, "loading the backfills of %s", dir)
+	var want []string
+	for _, d := range reg.All() {
+		if d.Mode == batches.ModeAuto {
+			want = append(want, fmt.Sprintf("%d %s up run 1", d.Version, d.Name))
+		}
+	}
+	require.NotEmpty(t, want, "%s has no automatic backfill: nothing shows that pending enqueued anything", dir)
+
+	schema := "public"
+	if c.Services["demo"] != nil {
+		schema = demo.Schema
+	}
+	runsIn := func(schema string) []string {
+		rows, err := pool.Query(ctx, `SELECT format('%s %s %s run %s', version, name, direction, run_number) FROM `+
+			pgx.Identifier{schema, "backfill_runs"}.Sanitize()+` ORDER BY version, direction, run_number`)
+		require.NoError(t, err, "reading %s.backfill_runs", schema)
+		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err, "reading %s.backfill_runs", schema)
+		return got
+	}
+	got := runsIn(schema)
+	t.Logf("%s.backfill_runs: %q", schema, got)
+	require.Equal(t, want, got, "%s.backfill_runs: every automatic backfill must be enqueued exactly once, and nothing else", schema)
+	if schema != "public" {
+		require.Empty(t, runsIn("public"), "public.backfill_runs: the services work in %s (PGOPTIONS); nothing may land in public", schema)
+		// River's queue too: the jobs pending enqueued are in the demo's
+		// schema, none in public.
+		jobsIn := func(schema string) (n int) {
+			require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{schema, "river_job"}.Sanitize()).Scan(&n),
+				"counting %s.river_job", schema)
+			return n
+		}
+		require.NotZero(t, jobsIn(schema), "%s.river_job is empty: pending enqueued no queue job there", schema)
+		require.Zero(t, jobsIn("public"), "public.river_job: the services work in %s (PGOPTIONS); nothing may land in public", schema)
+	}
+	// And the workers found them: in their two seconds they did batches there.
+	var done int64
+	require.NoError(t, pool.QueryRow(ctx, `SELECT coalesce(sum(rows_done), 0) FROM `+pgx.Identifier{schema, "backfill_partitions"}.Sanitize()).Scan(&done))
+	require.NotZero(t, done, "%s.backfill_partitions: the workers did no batch in %s; do they see the schema the jobs were enqueued in?", schema, workerUpFor)
+	t.Logf("%s.backfill_partitions: %d rows done by the workers", schema, done)
+}
+
+// runOneShot runs a one-shot command (enqueue, demo) as Compose would and
+// wants exit 0.
 func runOneShot(t *testing.T, bins string, s *service, words []string, dbURL, dir string) {
 	cmd := commandFor(t, bins, s, words, dbURL, dir)
 	var out syncBuffer

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/backfill/backfill/internal/demo"
 	"github.com/backfill/backfill/internal/testdb"
 	"github.com/backfill/backfill/jobs"
 )
@@ -35,8 +36,12 @@ const hardStopWindow = 10 * time.Second
 const (
 	enqueueBin = "enqueue"
 	workerBin  = "worker"
+	demoBin    = "demo"
 	binDir     = "/usr/local/bin"
 )
+
+// ourBinaries are the commands the image holds; the tests build all of them.
+var ourBinaries = []string{enqueueBin, workerBin, demoBin}
 
 // ---------------------------------------------------------------------------
 // The compose file, as far as the tests read it.
@@ -285,12 +290,13 @@ func argvOf(t *testing.T, s *service, imageEntrypoint []string) []string {
 	if s.Entrypoint == nil {
 		words = append(slices.Clone(imageEntrypoint), words...)
 	}
-	require.NotEmpty(t, words, "service %s builds our image but has no command: name the binary (enqueue or worker)", s.name)
+	require.NotEmpty(t, words, "service %s builds our image but has no command: name the binary (%s)", s.name, strings.Join(ourBinaries, ", "))
 	return words
 }
 
-// binaryOf returns "enqueue" or "worker" for an argv of our image, failing
-// for anything else (a shell, a typo, a path where the image has no binary).
+// binaryOf returns "enqueue", "worker" or "demo" for an argv of our image,
+// failing for anything else (a shell, a typo, a path where the image has no
+// binary).
 func binaryOf(t *testing.T, service string, words []string) string {
 	t.Helper()
 	bin := words[0]
@@ -298,8 +304,8 @@ func binaryOf(t *testing.T, service string, words []string) string {
 		require.Equal(t, binDir, path.Dir(bin), "service %s runs %s, but the image has its binaries in %s", service, bin, binDir)
 		bin = path.Base(bin)
 	}
-	require.Contains(t, []string{enqueueBin, workerBin}, bin,
-		"service %s runs %q: commands of our image must run enqueue or worker directly (exec form; the image has no shell)", service, words[0])
+	require.Contains(t, ourBinaries, bin,
+		"service %s runs %q: commands of our image must run %s directly (exec form; the image has no shell)", service, words[0], strings.Join(ourBinaries, ", "))
 	return bin
 }
 
@@ -359,9 +365,10 @@ func replaceFlag(args []string, name, value string) []string {
 	return out
 }
 
-// oneShot reports whether a service runs to completion rather than staying up.
+// oneShot reports whether a service runs to completion rather than staying
+// up: every command of enqueue and of demo does; only worker stays up.
 func oneShot(t *testing.T, c *composeFile, s *service, ep []string) bool {
-	return c.ourImage(s) && binaryOf(t, s.name, argvOf(t, s, ep)) == enqueueBin
+	return c.ourImage(s) && binaryOf(t, s.name, argvOf(t, s, ep)) != workerBin
 }
 
 // startOrder returns the services in an order that respects depends_on,
@@ -463,9 +470,10 @@ func TestComposeStructure(t *testing.T) {
 		require.Contains(t, hc, "redis-cli", "redis's healthcheck must be redis-cli ping")
 		require.Contains(t, hc, "ping", "redis's healthcheck must be redis-cli ping")
 
-		// migrate runs "enqueue migrate"; pending runs "enqueue pending"
-		// after it; worker runs "worker" after both.
-		want := map[string][]string{"migrate": {enqueueBin, "migrate"}, "pending": {enqueueBin, "pending"}}
+		// demo runs "demo setup"; migrate runs "enqueue migrate" after it;
+		// pending runs "enqueue pending" after migrate; worker runs "worker"
+		// after all three.
+		want := map[string][]string{"demo": {demoBin, "setup"}, "migrate": {enqueueBin, "migrate"}, "pending": {enqueueBin, "pending"}}
 		for name, cmd := range want {
 			s := c.Services[name]
 			require.NotNil(t, s, "a %s service is required", name)
@@ -475,6 +483,7 @@ func TestComposeStructure(t *testing.T) {
 			require.GreaterOrEqual(t, len(words), 2, "service %s must run %q", name, strings.Join(cmd, " "))
 			require.Equal(t, cmd, []string{path.Base(words[0]), words[1]}, "service %s must run %q", name, strings.Join(cmd, " "))
 		}
+		require.Equal(t, "service_completed_successfully", c.Services["migrate"].DependsOn["demo"], "migrate must run after demo succeeded: demo setup recreates the schema migrate installs River's tables in")
 		require.Equal(t, "service_completed_successfully", c.Services["pending"].DependsOn["migrate"], "pending must run after migrate succeeded")
 
 		w := c.Services["worker"]
@@ -484,7 +493,7 @@ func TestComposeStructure(t *testing.T) {
 		for _, dep := range []string{"postgres", "redis"} {
 			require.Equal(t, "service_healthy", w.DependsOn[dep], "the worker must wait for %s to be healthy", dep)
 		}
-		for _, dep := range []string{"migrate", "pending"} {
+		for _, dep := range []string{"demo", "migrate", "pending"} {
 			require.True(t, dependsOnTransitively(c, w, dep), "the worker must start after %s", dep)
 		}
 	})
@@ -612,6 +621,38 @@ func TestComposeStructure(t *testing.T) {
 		}
 	})
 
+	t.Run("same database", func(t *testing.T) {
+		// Every service of our image must see the same tables: one
+		// DATABASE_URL and one PGOPTIONS (the search_path River's tables,
+		// the version table and the demo's tables are found in).
+		var first *service
+		for _, name := range keys(c.Services) {
+			s := c.Services[name]
+			if !c.ourImage(s) {
+				continue
+			}
+			if first == nil {
+				first = s
+				continue
+			}
+			for _, k := range []string{"DATABASE_URL", "PGOPTIONS"} {
+				require.Equal(t, interpolate(t, first.Environment[k]), interpolate(t, s.Environment[k]),
+					"services %s and %s must have the same %s, or they work in different tables", first.name, s.name, k)
+			}
+		}
+		require.NotNil(t, first, "no service runs our image")
+		// The demo lives in its own schema: with a demo service, every
+		// service of our image must have it on its search_path, as
+		// scripts/demo does.
+		if c.Services["demo"] != nil {
+			opts := strings.Fields(interpolate(t, first.Environment["PGOPTIONS"]))
+			require.Contains(t, opts, "search_path="+demo.Schema,
+				"with the demo service, PGOPTIONS must be \"-c search_path=%s\" (the schema demo setup creates), got %q", demo.Schema, first.Environment["PGOPTIONS"])
+			i := slices.Index(opts, "search_path="+demo.Schema)
+			require.True(t, i > 0 && opts[i-1] == "-c", "PGOPTIONS: search_path=%s must follow -c, got %q", demo.Schema, first.Environment["PGOPTIONS"])
+		}
+	})
+
 	t.Run("volumes", func(t *testing.T) {
 		for _, name := range keys(c.Services) {
 			for _, v := range c.Services[name].Volumes {
@@ -677,7 +718,7 @@ func checkRedisURL(t *testing.T, c *composeFile, s *service, ep []string, raw st
 	require.True(t, strings.HasPrefix(rd.Image, "redis:"), "service %s: REDIS_URL points at %s, which is not Redis", s.name, u.Hostname())
 	require.Contains(t, []string{"", "6379"}, u.Port(), "service %s: Redis listens on 6379 inside the network", s.name)
 	if oneShot(t, c, s, ep) {
-		return // enqueue does not connect to Redis
+		return // enqueue and demo setup do not connect to Redis
 	}
 	require.Equal(t, "service_healthy", s.DependsOn[u.Hostname()], "service %s uses %s: it must depend on it with condition: service_healthy", s.name, u.Hostname())
 }

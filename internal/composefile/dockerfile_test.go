@@ -101,7 +101,7 @@ func TestDockerfile(t *testing.T) {
 	d := loadDockerfile(t)
 	require.GreaterOrEqual(t, len(d.Stages), 2, "the Dockerfile must be multi-stage: build, then a small final image")
 
-	// The build stage: golang:<go.mod's major.minor>, static builds of both commands.
+	// The build stage: golang:<go.mod's major.minor>, static builds of our commands.
 	gomod, err := os.ReadFile(filepath.Join(root(t), "go.mod"))
 	require.NoError(t, err)
 	m := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(gomod)
@@ -121,14 +121,14 @@ func TestDockerfile(t *testing.T) {
 	}
 	require.NotEmpty(t, buildRun, "no RUN ... go build in the build stages")
 	require.Contains(t, buildRun, "CGO_ENABLED=0", "the final image has no C library: build with CGO_ENABLED=0")
-	for _, bin := range []string{enqueueBin, workerBin} {
+	for _, bin := range ourBinaries {
 		require.Regexp(t, `(^|\s)\./cmd/`+bin+`(\s|$)`, buildRun, "go build must build ./cmd/%s", bin)
 		src, err := os.ReadFile(filepath.Join(root(t), "cmd", bin, "main.go"))
 		require.NoError(t, err, "the Dockerfile builds ./cmd/%s, which must exist", bin)
 		require.Contains(t, string(src), "package main")
 	}
 
-	// The final stage: both binaries on PATH, the backfills, WORKDIR, BACKFILL_DIR.
+	// The final stage: our binaries on PATH, the backfills, WORKDIR, BACKFILL_DIR.
 	final := d.final()
 	var copies, workdir, env []string
 	for _, in := range final.Instructions {
@@ -147,7 +147,7 @@ func TestDockerfile(t *testing.T) {
 			}
 		}
 	}
-	for _, bin := range []string{enqueueBin, workerBin} {
+	for _, bin := range ourBinaries {
 		require.True(t, slices.ContainsFunc(copies, func(c string) bool {
 			return strings.HasSuffix(c, " "+binDir+"/"+bin) || strings.HasSuffix(c, "/"+bin+" "+binDir+"/")
 		}), "the final stage must copy %s to %s/%s; its COPYs: %q", bin, binDir, bin, copies)
@@ -163,7 +163,7 @@ func TestDockerfile(t *testing.T) {
 }
 
 // TestDockerignore checks that .dockerignore keeps out of the build context
-// nothing that the build needs: go.mod, go.sum, the packages of both
+// nothing that the build needs: go.mod, go.sum, the packages of our
 // commands, and backfills/.
 func TestDockerignore(t *testing.T) {
 	t.Parallel()
@@ -174,7 +174,11 @@ func TestDockerignore(t *testing.T) {
 	}
 	require.NoError(t, err)
 
-	list := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.Dir}}{{end}}", "./cmd/"+enqueueBin, "./cmd/"+workerBin)
+	args := []string{"list", "-deps", "-f", "{{if not .Standard}}{{.Dir}}{{end}}"}
+	for _, bin := range ourBinaries {
+		args = append(args, "./cmd/"+bin)
+	}
+	list := exec.Command("go", args...)
 	list.Dir = rootDir
 	out, err := list.Output()
 	require.NoError(t, err, "go list")

@@ -58,6 +58,17 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
+// NewEmpty creates a database for t without any schema, and returns its URL
+// and a pool on it. Both go away when t ends.
+func NewEmpty(t testing.TB) (string, *pgxpool.Pool) {
+	t.Helper()
+	name := "bft_" + randomSuffix()
+	if err := admin(context.Background(), "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		t.Fatalf("testdb: creating database: %v", err)
+	}
+	return WithDatabase(name), connect(t, name)
+}
+
 // New creates a database for t with the schema installed and returns its URL
 // and a pool on it. Both go away when t ends.
 func New(t testing.TB) (string, *pgxpool.Pool) {
@@ -72,7 +83,7 @@ func New(t testing.TB) (string, *pgxpool.Pool) {
 		}
 		pool, err := pgxpool.New(ctx, WithDatabase(name))
 		if err == nil {
-			err = batches.Migrate(ctx, pool)
+			_, err = batches.Migrate(ctx, pool)
 			pool.Close()
 		}
 		if err != nil {
@@ -87,8 +98,13 @@ func New(t testing.TB) (string, *pgxpool.Pool) {
 	if err != nil {
 		t.Fatalf("testdb: creating database: %v", err)
 	}
-	dbURL := WithDatabase(name)
-	pool, err := pgxpool.New(ctx, dbURL)
+	return WithDatabase(name), connect(t, name)
+}
+
+// connect opens a pool on database name and drops the database when t ends.
+func connect(t testing.TB, name string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), WithDatabase(name))
 	if err != nil {
 		t.Fatalf("testdb: connecting: %v", err)
 	}
@@ -98,7 +114,7 @@ func New(t testing.TB) (string, *pgxpool.Pool) {
 			t.Errorf("testdb: dropping %s: %v", name, err)
 		}
 	})
-	return dbURL, pool
+	return pool
 }
 
 // Exec runs statements on a test database, failing the test on error.
