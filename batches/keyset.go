@@ -62,20 +62,17 @@ func (q *keysetQueries) nextBatch(ctx context.Context, tx pgx.Tx, batchSize int,
 	if err != nil {
 		return "", "", 0, false, err
 	}
-	keys, err := pgx.CollectRows(result, func(r pgx.CollectableRow) (struct {
-		k string
-		n int64
-	}, error) {
-		var v struct {
-			k string
-			n int64
-		}
-		err := r.Scan(&v.k, &v.n)
-		return v, err
+	type batchEnd struct {
+		key  string
+		keys int64
+	}
+	ends, err := pgx.CollectRows(result, func(r pgx.CollectableRow) (batchEnd, error) {
+		var e batchEnd
+		err := r.Scan(&e.key, &e.keys)
+		return e, err
 	})
-	if err != nil || len(keys) == 0 {
+	if err != nil || len(ends) == 0 {
 		return "", "", 0, false, err
 	}
-	first, last, rows = keys[0].k, keys[len(keys)-1].k, keys[0].n
-	return first, last, rows, true, nil
+	return ends[0].key, ends[len(ends)-1].key, ends[0].keys, true, nil
 }

@@ -67,7 +67,9 @@ SELECT r.id, r.version, r.run_number, r.name, r.mode, r.direction, r.checksum,
 	CASE WHEN r.state IN ('pending', 'running') AND p.stalled > 0 AND p.live = 0 THEN 'failed' ELSE r.state END AS state,
 	coalesce(p.rows_done, 0)::bigint AS rows_done,
 	coalesce(p.rows_affected, 0)::bigint AS rows_affected,
-	greatest(r.rows_estimated, coalesce(p.rows_done, 0))::bigint AS rows_estimated,
+	-- The planner's estimate until the run is done; then the truth.
+	CASE WHEN r.state = 'completed' THEN coalesce(p.rows_done, 0)
+		ELSE greatest(r.rows_estimated, coalesce(p.rows_done, 0)) END::bigint AS rows_estimated,
 	coalesce(p.batches_done, 0)::bigint AS batches_done,
 	coalesce(p.failed + p.stalled, 0)::bigint AS batches_failed,
 	coalesce(p.partitions, 0)::bigint AS partitions,
