@@ -127,6 +127,14 @@ WHERE run_id = $1 AND partition = $2`,
 		run.ID, p.Partition, cursor, next, res.Batch.Rows, res.RowsAffected, boolInt(ok)); err != nil {
 		return nil, fmt.Errorf("batches: checkpointing partition %d of run %d: %w", p.Partition, run.ID, err)
 	}
+	if ok {
+		if _, err := tx.Exec(ctx, `
+INSERT INTO backfill_throughput (run_id, partition, second, rows) VALUES ($1, $2, date_trunc('second', now()), $3)
+ON CONFLICT (run_id, partition, second) DO UPDATE SET rows = backfill_throughput.rows + excluded.rows`,
+			run.ID, p.Partition, n); err != nil {
+			return nil, fmt.Errorf("batches: recording throughput of run %d: %w", run.ID, err)
+		}
+	}
 	if res.PartitionDone {
 		if res.RunState, err = settleRunTx(ctx, tx, run.ID); err != nil {
 			return nil, err

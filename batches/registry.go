@@ -40,7 +40,7 @@ func (r *Registry) Register(backfills ...GoBackfill) error {
 		if def.Version < 1 {
 			return fmt.Errorf("batches: Go backfill %q: version must be positive, got %d", def.Name, def.Version)
 		}
-		if !nameValid(def.Name) {
+		if !ValidName(def.Name) {
 			return fmt.Errorf("batches: Go backfill %q: name must be lower-case letters, digits and underscores", def.Name)
 		}
 		if def.Mode != ModeAuto && def.Mode != ModeManual {
@@ -82,6 +82,9 @@ func (r *Registry) All() []*Definition {
 	return defs
 }
 
-func nameValid(name string) bool {
+// ValidName reports whether name may name a backfill: lower-case letters,
+// digits and underscores, starting with a letter or digit (the rule for the
+// <version>_<name>.sql files).
+func ValidName(name string) bool {
 	return fileNamePattern.MatchString("1_" + name + ".sql")
 }

@@ -193,15 +193,29 @@ func LatestRunOf(ctx context.Context, q Querier, version int64, dir Direction) (
 	return r, nil
 }
 
-// MarkStarted moves a pending run to running and stamps its start time.
+// MarkStarted moves a pending run to running and stamps its start time; it
+// reports whether this call started the run. It also forgets the run's
+// throughput older than ten minutes, which status no longer shows.
 func MarkStarted(ctx context.Context, db interface {
 	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-}, runID int64) error {
-	_, err := db.Exec(ctx, `UPDATE backfill_runs SET state = 'running', started_at = coalesce(started_at, now()) WHERE id = $1 AND state = 'pending'`, runID)
+}, runID int64) (bool, error) {
+	tag, err := db.Exec(ctx, `UPDATE backfill_runs SET state = 'running', started_at = coalesce(started_at, now()) WHERE id = $1 AND state = 'pending'`, runID)
 	if err != nil {
-		return fmt.Errorf("batches: starting run %d: %w", runID, err)
+		return false, fmt.Errorf("batches: starting run %d: %w", runID, err)
 	}
-	return nil
+	if _, err := db.Exec(ctx, `DELETE FROM backfill_throughput WHERE run_id = $1 AND second < now() - interval '10 minutes'`, runID); err != nil {
+		return false, fmt.Errorf("batches: pruning throughput of run %d: %w", runID, err)
+	}
+	return tag.RowsAffected() > 0, nil
+}
+
+// StateOf reads a run's state.
+func StateOf(ctx context.Context, q Querier, runID int64) (State, error) {
+	var s State
+	if err := q.QueryRow(ctx, `SELECT state FROM backfill_runs WHERE id = $1`, runID).Scan(&s); err != nil {
+		return "", fmt.Errorf("batches: reading the state of run %d: %w", runID, err)
+	}
+	return s, nil
 }
 
 // settleRunTx finishes a run whose partitions are all done or failed. It
@@ -234,18 +248,9 @@ func settleRunTx(ctx context.Context, tx pgx.Tx, runID int64) (State, error) {
 // gone, back to pending with their checkpoints kept, and the run back to
 // running. It returns the partitions that need a new job.
 func ReopenFailedTx(ctx context.Context, tx pgx.Tx, runID int64) ([]int, error) {
-	rows, err := tx.Query(ctx, `
-UPDATE backfill_partitions bp
-SET state = 'pending', job_id = NULL, attempts = 0, failed_first = NULL, failed_last = NULL, updated_at = now()
-WHERE bp.run_id = $1 AND (bp.state = 'failed' OR (bp.state IN ('pending', 'running') AND NOT EXISTS (
-	SELECT 1 FROM river_job j WHERE j.id = bp.job_id AND j.state IN ('available', 'pending', 'retryable', 'running', 'scheduled'))))
-RETURNING bp.partition`, runID)
+	parts, err := reopenTx(ctx, tx, runID, true)
 	if err != nil {
-		return nil, fmt.Errorf("batches: reopening failed partitions of run %d: %w", runID, err)
-	}
-	parts, err := pgx.CollectRows(rows, pgx.RowTo[int])
-	if err != nil {
-		return nil, fmt.Errorf("batches: reopening failed partitions of run %d: %w", runID, err)
+		return nil, err
 	}
 	if len(parts) > 0 {
 		if _, err := tx.Exec(ctx, `UPDATE backfill_runs SET state = 'running', finished_at = NULL, last_error = NULL WHERE id = $1`, runID); err != nil {

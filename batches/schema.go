@@ -59,6 +59,17 @@ CREATE TABLE backfill_partitions (
 	PRIMARY KEY (run_id, partition)
 );
 
+-- Rows done per run, partition and second: the measured speed that progress
+-- and ETA come from. One row per partition, so parallel batches never
+-- contend; workers delete buckets older than ten minutes.
+CREATE TABLE backfill_throughput (
+	run_id    bigint      NOT NULL REFERENCES backfill_runs (id) ON DELETE CASCADE,
+	partition int         NOT NULL,
+	second    timestamptz NOT NULL,
+	rows      bigint      NOT NULL,
+	PRIMARY KEY (run_id, partition, second)
+);
+
 -- A run's counters are sums over its partitions, so batches in parallel never
 -- contend on one row. A partition whose queue job is gone (discarded after
 -- its last attempt was lost in a crash) counts as failed.
@@ -75,6 +86,16 @@ SELECT r.id, r.version, r.run_number, r.name, r.mode, r.direction, r.checksum,
 	coalesce(p.partitions, 0)::bigint AS partitions,
 	coalesce(p.live, 0)::bigint AS partitions_active,
 	coalesce(r.last_error, p.last_error) AS last_error,
+	coalesce(p.running, 0)::bigint AS partitions_running,
+	coalesce(p.waiting, 0)::bigint AS partitions_waiting,
+	coalesce(p.max_attempts, 0)::int AS retrying_attempt,
+	coalesce((r.definition->'options'->>'rate')::float8, 0) AS rate,
+	coalesce((r.definition->'options'->>'attempts')::int, 0) AS max_attempts,
+	-- Rows per second over the last minute of the run (up to now, or up to
+	-- its end), or over its whole life when that is shorter.
+	CASE WHEN r.started_at IS NULL THEN 0 ELSE coalesce(tp.rows, 0) / greatest(extract(epoch FROM
+		coalesce(r.finished_at, now()) - greatest(coalesce(r.finished_at, now()) - interval '60 seconds', r.started_at)), 0.001)
+	END::float8 AS rows_per_second,
 	r.enqueued_by, r.enqueued_at, r.started_at, r.finished_at
 FROM backfill_runs r
 LEFT JOIN LATERAL (
@@ -85,15 +106,22 @@ LEFT JOIN LATERAL (
 		count(*) FILTER (WHERE x.state = 'failed') AS failed,
 		count(*) FILTER (WHERE x.state IN ('pending', 'running') AND NOT x.live) AS stalled,
 		count(*) FILTER (WHERE x.state IN ('pending', 'running') AND x.live) AS live,
+		count(*) FILTER (WHERE x.state IN ('pending', 'running') AND x.job_state = 'running') AS running,
+		-- Jobs ready for a couple of seconds that no worker took.
+		count(*) FILTER (WHERE x.state IN ('pending', 'running') AND x.job_state = 'available' AND x.job_ready < now() - interval '2 seconds') AS waiting,
+		max(x.attempts) FILTER (WHERE x.state IN ('pending', 'running')) AS max_attempts,
 		(array_agg(x.last_error ORDER BY x.updated_at DESC) FILTER (WHERE x.last_error IS NOT NULL))[1] AS last_error
 	FROM (
-		SELECT bp.*, EXISTS (
-			SELECT 1 FROM river_job j
-			WHERE j.id = bp.job_id AND j.state IN ('available', 'pending', 'retryable', 'running', 'scheduled')
-		) AS live
-		FROM backfill_partitions bp WHERE bp.run_id = r.id
+		SELECT bp.*, j.state::text AS job_state, j.scheduled_at AS job_ready,
+			coalesce(j.state::text IN ('available', 'pending', 'retryable', 'running', 'scheduled'), false) AS live
+		FROM backfill_partitions bp LEFT JOIN river_job j ON j.id = bp.job_id
+		WHERE bp.run_id = r.id
 	) x
-) p ON true;
+) p ON true
+LEFT JOIN LATERAL (
+	SELECT sum(t.rows) AS rows FROM backfill_throughput t
+	WHERE t.run_id = r.id AND t.second >= coalesce(r.finished_at, now()) - interval '60 seconds'
+) tp ON true;
 `,
 }
 

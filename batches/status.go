@@ -3,6 +3,7 @@ package batches
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,6 +24,24 @@ type RunStatus struct {
 	BatchesFailed    int64      `json:"batches_failed"`
 	Partitions       int64      `json:"partitions"`
 	PartitionsActive int64      `json:"partitions_active"`
+	// PartitionsRunning counts partitions a worker is working now, and
+	// PartitionsWaiting those whose job has waited for a worker for more
+	// than two seconds.
+	PartitionsRunning int64 `json:"partitions_running"`
+	PartitionsWaiting int64 `json:"partitions_waiting"`
+	// RowsPerSecond is measured over the last minute of the run.
+	RowsPerSecond float64 `json:"rows_per_second"`
+	// ETASeconds is the time left at RowsPerSecond; null when unknown.
+	ETASeconds *float64 `json:"eta_seconds"`
+	// Rate is the run's limit in rows per second (0: none).
+	Rate float64 `json:"rate"`
+	// HeldBack says why an unfinished run is not going faster: paused, rate
+	// limit, waiting for workers, retrying a failed batch.
+	HeldBack string `json:"held_back,omitempty"`
+	// RetryingAttempt is the highest attempt of a batch being retried (0: none).
+	RetryingAttempt int `json:"retrying_attempt"`
+	MaxAttempts     int `json:"max_attempts"`
+
 	LastError        *string    `json:"last_error"`
 	Checksum         string     `json:"checksum"`
 	EnqueuedBy       string     `json:"enqueued_by"`
@@ -40,7 +59,8 @@ func ListStatus(ctx context.Context, q Querier, version *int64) ([]RunStatus, er
 	rows, err := q.Query(ctx, `
 SELECT version, name, mode, direction, run_number, state, rows_done, rows_affected, rows_estimated,
 	batches_done, batches_failed, partitions, partitions_active, last_error, checksum,
-	enqueued_by, enqueued_at, started_at, finished_at
+	enqueued_by, enqueued_at, started_at, finished_at,
+	partitions_running, partitions_waiting, rows_per_second, rate, retrying_attempt, max_attempts
 FROM backfill_status
 WHERE $1::bigint IS NULL OR version = $1
 ORDER BY version, run_number`, version)
@@ -51,7 +71,11 @@ ORDER BY version, run_number`, version)
 		var s RunStatus
 		err := r.Scan(&s.Version, &s.Name, &s.Mode, &s.Direction, &s.RunNumber, &s.State, &s.RowsDone, &s.RowsAffected,
 			&s.RowsEstimated, &s.BatchesDone, &s.BatchesFailed, &s.Partitions, &s.PartitionsActive, &s.LastError,
-			&s.Checksum, &s.EnqueuedBy, &s.EnqueuedAt, &s.StartedAt, &s.FinishedAt)
+			&s.Checksum, &s.EnqueuedBy, &s.EnqueuedAt, &s.StartedAt, &s.FinishedAt,
+			&s.PartitionsRunning, &s.PartitionsWaiting, &s.RowsPerSecond, &s.Rate, &s.RetryingAttempt, &s.MaxAttempts)
+		if err == nil {
+			s.explain()
+		}
 		return s, err
 	})
 	if err != nil {
@@ -74,6 +98,64 @@ func RecordedChecksums(ctx context.Context, q Querier) (map[int64]string, error)
 	)
 	_, err = pgx.ForEachRow(rows, []any{&v, &sum}, func() error {
 		out[v] = sum
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("batches: reading the version table: %w", err)
+	}
+	return out, nil
+}
+
+// explain fills in the ETA and the reason an unfinished run is held back.
+func (s *RunStatus) explain() {
+	if s.State.Active() && s.RowsPerSecond > 0 {
+		eta := float64(max(s.RowsEstimated-s.RowsDone, 0)) / s.RowsPerSecond
+		s.ETASeconds = &eta
+	}
+	var reasons []string
+	switch {
+	case s.State == StatePaused:
+		reasons = append(reasons, "paused")
+	case !s.State.Active():
+	default:
+		if s.RetryingAttempt > 0 {
+			reasons = append(reasons, fmt.Sprintf("retrying a failed batch (attempt %d of %d)", s.RetryingAttempt+1, s.MaxAttempts))
+		}
+		// Within 10% of the limit: the limit, not the work, sets the pace.
+		if s.Rate > 0 && s.RowsPerSecond >= 0.9*s.Rate {
+			reasons = append(reasons, fmt.Sprintf("rate limit (%g rows/s)", s.Rate))
+		}
+		if s.PartitionsWaiting > 0 {
+			reasons = append(reasons, fmt.Sprintf("waiting for workers (%d of %d partitions)", s.PartitionsWaiting, s.PartitionsActive))
+		}
+	}
+	s.HeldBack = strings.Join(reasons, "; ")
+}
+
+// LatestRunInfo is the newest run of a version, as "enqueue list" shows it.
+type LatestRunInfo struct {
+	RunNumber int
+	Direction Direction
+	// State is the run's state as status shows it (a run whose jobs are all
+	// gone counts as failed).
+	State    State
+	Checksum string
+}
+
+// LatestRuns returns, per version ever enqueued, its newest run.
+func LatestRuns(ctx context.Context, q Querier) (map[int64]LatestRunInfo, error) {
+	rows, err := q.Query(ctx, `SELECT DISTINCT ON (version) version, run_number, direction, state, checksum
+FROM backfill_status ORDER BY version, run_number DESC`)
+	if err != nil {
+		return nil, fmt.Errorf("batches: reading the version table: %w", err)
+	}
+	out := map[int64]LatestRunInfo{}
+	var (
+		v    int64
+		info LatestRunInfo
+	)
+	_, err = pgx.ForEachRow(rows, []any{&v, &info.RunNumber, &info.Direction, &info.State, &info.Checksum}, func() error {
+		out[v] = info
 		return nil
 	})
 	if err != nil {

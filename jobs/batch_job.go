@@ -45,6 +45,7 @@ type BatchWorker struct {
 	Registry *batches.Registry
 	Limiter  batches.Limiter
 	Logger   *slog.Logger
+	Observer Observer
 	// Slice is how long one job keeps working batches before it hands over.
 	Slice time.Duration
 	// Stopping is closed when the process shuts down: jobs hand over after
@@ -75,8 +76,12 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 	if p.Step, err = w.stepFor(run); err != nil {
 		return w.fail(ctx, job, p, log, err)
 	}
-	if err := batches.MarkStarted(ctx, w.Pool, run.ID); err != nil {
+	started, err := batches.MarkStarted(ctx, w.Pool, run.ID)
+	if err != nil {
 		return err
+	}
+	if started {
+		log.Info("run started", "direction", run.Direction)
 	}
 
 	deadline := time.Now().Add(w.Slice)
@@ -91,7 +96,14 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 			// Never sleep past the slice: a new job waits instead.
 			return w.handOver(ctx, job, run, notBefore)
 		}
-		if err := sleep(ctx, time.Until(notBefore)); err != nil {
+		if wait := time.Until(notBefore); wait > 0 && run.Options.Rate > 0 {
+			w.Observer.RateLimited(run, wait)
+		}
+		if err := w.waitUntil(ctx, run, notBefore); err != nil {
+			if errors.Is(err, batches.ErrRunInactive) {
+				log.Info("job stops: the run is no longer active", "state", run.State)
+				return nil
+			}
 			return err
 		}
 
@@ -126,13 +138,17 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 			return err
 		})
 		switch {
-		case errors.Is(err, batches.ErrNotOwner), errors.Is(err, batches.ErrPartitionFinished), errors.Is(err, batches.ErrRunInactive):
+		case errors.Is(err, batches.ErrRunInactive):
+			log.Info("job stops: the run is no longer active")
+			return nil
+		case errors.Is(err, batches.ErrNotOwner), errors.Is(err, batches.ErrPartitionFinished):
 			log.Debug("job stops", "reason", err)
 			return nil
 		case err != nil:
 			return w.fail(ctx, job, p, log, err)
 		}
 		if res.Batch.Rows > 0 {
+			w.Observer.BatchDone(run, res.Batch.Rows, time.Since(started))
 			log.Debug("batch done", "first", res.Batch.First, "last", res.Batch.Last, "rows", res.Batch.Rows,
 				"rows_affected", res.RowsAffected, "duration", time.Since(started))
 		}
@@ -219,6 +235,7 @@ func (w *BatchWorker) fail(ctx context.Context, job *river.Job[BatchArgs], p bat
 	if ctx.Err() != nil {
 		return failure // shutting down or timed out: River runs the job again
 	}
+	w.Observer.BatchFailed(p.Run)
 	var f *batches.Failure
 	err := pgx.BeginFunc(ctx, w.Pool, func(tx pgx.Tx) error {
 		var err error
@@ -252,16 +269,35 @@ func retryBackoff(attempt int) time.Duration {
 	return backoff + time.Duration(rand.Int64N(int64(backoff)/10+1))
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
+// stateCheckInterval is how often a waiting job looks whether its run was
+// paused or cancelled, so that both take effect within about a second.
+const stateCheckInterval = time.Second
+
+// waitUntil sleeps until t, returning ErrRunInactive early when the run is
+// paused or cancelled meanwhile.
+func (w *BatchWorker) waitUntil(ctx context.Context, run *batches.Run, t time.Time) error {
+	for {
+		d := time.Until(t)
+		if d <= 0 {
+			return nil
+		}
+		timer := time.NewTimer(min(d, stateCheckInterval))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-timer.C:
+		}
+		if d <= stateCheckInterval {
+			return nil
+		}
+		state, err := batches.StateOf(ctx, w.Pool, run.ID)
+		if err != nil {
+			return err
+		}
+		if !state.Active() {
+			run.State = state
+			return batches.ErrRunInactive
+		}
 	}
 }

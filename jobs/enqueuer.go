@@ -188,6 +188,9 @@ func (e *Enqueuer) Retry(ctx context.Context, version int64) (*batches.Run, int,
 		if run, err = batches.LatestRun(ctx, tx, version, true); err != nil {
 			return err
 		}
+		if run.State == batches.StateCancelled {
+			return fmt.Errorf("%w: %s was cancelled; start a new run with run --again", batches.ErrWrongState, run.Label())
+		}
 		if parts, err = batches.ReopenFailedTx(ctx, tx, run.ID); err != nil {
 			return err
 		}
@@ -217,6 +220,9 @@ func (e *Enqueuer) enqueueTx(ctx context.Context, tx pgx.Tx, def *batches.Defini
 }
 
 func (e *Enqueuer) insertJobsTx(ctx context.Context, tx pgx.Tx, run *batches.Run, parts []int) error {
+	if len(parts) == 0 {
+		return nil
+	}
 	params := make([]river.InsertManyParams, len(parts))
 	for i, p := range parts {
 		params[i] = river.InsertManyParams{Args: BatchArgs{RunID: run.ID, Partition: p}}

@@ -32,6 +32,8 @@ type WorkerConfig struct {
 	// Limiter paces runs that set a rate; a LocalLimiter when nil.
 	Limiter batches.Limiter
 	Logger  *slog.Logger
+	// Observer is told of every batch, for metrics; none when nil.
+	Observer Observer
 	// Concurrency is how many batches this process works at once.
 	Concurrency int
 	// JobTimeout bounds one job; a job works batches for a quarter of it
@@ -52,6 +54,9 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Observer == nil {
+		c.Observer = noObserver{}
 	}
 	return c
 }
@@ -88,7 +93,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	w := &Worker{stopping: make(chan struct{}), logger: cfg.Logger}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &BatchWorker{
-		Pool: cfg.Pool, Registry: cfg.Registry, Limiter: cfg.Limiter, Logger: cfg.Logger,
+		Pool: cfg.Pool, Registry: cfg.Registry, Limiter: cfg.Limiter, Logger: cfg.Logger, Observer: cfg.Observer,
 		Slice: min(cfg.JobTimeout/4, SliceMax), Stopping: w.stopping,
 	})
 	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{

@@ -1,0 +1,50 @@
+package jobs
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/backfill/backfill/batches"
+)
+
+// Pause pauses version's latest run across the whole worker pool: each
+// worker finishes or rolls back its batch in flight and stops, within about
+// a second. The checkpoints stay, and Resume continues from them.
+func (e *Enqueuer) Pause(ctx context.Context, version int64) (*batches.Run, error) {
+	var run *batches.Run
+	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		var err error
+		run, err = batches.PauseTx(ctx, tx, version)
+		return err
+	})
+	return run, err
+}
+
+// Resume continues version's paused run from its checkpoints.
+func (e *Enqueuer) Resume(ctx context.Context, version int64) (*batches.Run, error) {
+	var run *batches.Run
+	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		var (
+			parts []int
+			err   error
+		)
+		if run, parts, err = batches.ResumeTx(ctx, tx, version); err != nil {
+			return err
+		}
+		return e.insertJobsTx(ctx, tx, run, parts)
+	})
+	return run, err
+}
+
+// Cancel stops version's latest run for good; it can be run again only as
+// a new run ("run --again"). Batches already done stay done.
+func (e *Enqueuer) Cancel(ctx context.Context, version int64) (*batches.Run, error) {
+	var run *batches.Run
+	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		var err error
+		run, err = batches.CancelTx(ctx, tx, version)
+		return err
+	})
+	return run, err
+}

@@ -1,0 +1,24 @@
+package jobs
+
+import (
+	"time"
+
+	"github.com/backfill/backfill/batches"
+)
+
+// Observer is told what the batch workers do, for metrics. Its methods are
+// called from many goroutines and must be quick.
+type Observer interface {
+	// BatchDone: a batch of rows keys was committed after taking d.
+	BatchDone(run *batches.Run, rows int64, d time.Duration)
+	// BatchFailed: a batch failed and rolled back (it may be retried).
+	BatchFailed(run *batches.Run)
+	// RateLimited: a job waited d for the run's rate limit.
+	RateLimited(run *batches.Run, d time.Duration)
+}
+
+type noObserver struct{}
+
+func (noObserver) BatchDone(*batches.Run, int64, time.Duration) {}
+func (noObserver) BatchFailed(*batches.Run)                     {}
+func (noObserver) RateLimited(*batches.Run, time.Duration)      {}
