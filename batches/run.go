@@ -86,7 +86,11 @@ func CreateRunTx(ctx context.Context, tx pgx.Tx, p NewRunParams) (*Run, []int, e
 	def := p.Definition
 	plan, err := PlanRun(ctx, tx, def.Options.ForDirection(p.Direction))
 	if err != nil {
-		return nil, nil, err
+		where := def.Source
+		if def.IsGo() {
+			where = "Go backfill " + def.Label()
+		}
+		return nil, nil, &FileError{Path: where, Err: err}
 	}
 	if err := checkStatementTx(ctx, tx, def, p.Direction); err != nil {
 		return nil, nil, err
@@ -199,7 +203,10 @@ func LatestRunOf(ctx context.Context, q Querier, version int64, dir Direction) (
 func MarkStarted(ctx context.Context, db interface {
 	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
 }, runID int64) (bool, error) {
-	tag, err := db.Exec(ctx, `UPDATE backfill_runs SET state = 'running', started_at = coalesce(started_at, now()) WHERE id = $1 AND state = 'pending'`, runID)
+	// A run resumed before any worker took it is running without a start.
+	tag, err := db.Exec(ctx, `UPDATE backfill_runs
+SET state = CASE WHEN state = 'pending' THEN 'running' ELSE state END, started_at = coalesce(started_at, now())
+WHERE id = $1 AND (state = 'pending' OR started_at IS NULL)`, runID)
 	if err != nil {
 		return false, fmt.Errorf("batches: starting run %d: %w", runID, err)
 	}

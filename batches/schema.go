@@ -92,9 +92,11 @@ SELECT r.id, r.version, r.run_number, r.name, r.mode, r.direction, r.checksum,
 	coalesce((r.definition->'options'->>'rate')::float8, 0) AS rate,
 	coalesce((r.definition->'options'->>'attempts')::int, 0) AS max_attempts,
 	-- Rows per second over the last minute of the run (up to now, or up to
-	-- its end), or over its whole life when that is shorter.
-	CASE WHEN r.started_at IS NULL THEN 0 ELSE coalesce(tp.rows, 0) / greatest(extract(epoch FROM
-		coalesce(r.finished_at, now()) - greatest(coalesce(r.finished_at, now()) - interval '60 seconds', r.started_at)), 0.001)
+	-- its end), or over its whole life when that is shorter: the rows of the
+	-- buckets from w.since on, over the time from w.since (or the start) to
+	-- w.upto.
+	CASE WHEN w.began IS NULL THEN 0 ELSE coalesce(tp.rows, 0) / greatest(extract(epoch FROM
+		w.upto - greatest(w.since, w.began)), 0.001)
 	END::float8 AS rows_per_second,
 	r.enqueued_by, r.enqueued_at, r.started_at, r.finished_at
 FROM backfill_runs r
@@ -118,9 +120,22 @@ LEFT JOIN LATERAL (
 		WHERE bp.run_id = r.id
 	) x
 ) p ON true
+CROSS JOIN LATERAL (
+	SELECT coalesce(r.finished_at, now()) AS upto,
+		-- A whole bucket: buckets start on whole seconds, so the window must
+		-- too, or its first second's rows are left out of the count but not
+		-- of the time.
+		date_trunc('second', coalesce(r.finished_at, now())) - interval '60 seconds' AS since,
+		-- When the run began. A run paused before any worker took it and then
+		-- resumed has no started_at while it runs and gets its finished_at as
+		-- started_at at the end; its first bucket of throughput is the start.
+		CASE WHEN r.started_at IS NULL OR r.started_at >= r.finished_at
+			THEN (SELECT min(t.second) FROM backfill_throughput t WHERE t.run_id = r.id)
+			ELSE r.started_at END AS began
+) w
 LEFT JOIN LATERAL (
 	SELECT sum(t.rows) AS rows FROM backfill_throughput t
-	WHERE t.run_id = r.id AND t.second >= coalesce(r.finished_at, now()) - interval '60 seconds'
+	WHERE t.run_id = r.id AND t.second >= w.since
 ) tp ON true;
 `,
 }

@@ -11,19 +11,19 @@ import (
 
 // RunStatus is one run as status shows it (the backfill_status view).
 type RunStatus struct {
-	Version          int64      `json:"version"`
-	Name             string     `json:"name"`
-	Mode             Mode       `json:"mode"`
-	Direction        Direction  `json:"direction"`
-	RunNumber        int        `json:"run"`
-	State            State      `json:"state"`
-	RowsDone         int64      `json:"rows_done"`
-	RowsAffected     int64      `json:"rows_affected"`
-	RowsEstimated    int64      `json:"rows_estimated"`
-	BatchesDone      int64      `json:"batches_done"`
-	BatchesFailed    int64      `json:"batches_failed"`
-	Partitions       int64      `json:"partitions"`
-	PartitionsActive int64      `json:"partitions_active"`
+	Version          int64     `json:"version"`
+	Name             string    `json:"name"`
+	Mode             Mode      `json:"mode"`
+	Direction        Direction `json:"direction"`
+	RunNumber        int       `json:"run"`
+	State            State     `json:"state"`
+	RowsDone         int64     `json:"rows_done"`
+	RowsAffected     int64     `json:"rows_affected"`
+	RowsEstimated    int64     `json:"rows_estimated"`
+	BatchesDone      int64     `json:"batches_done"`
+	BatchesFailed    int64     `json:"batches_failed"`
+	Partitions       int64     `json:"partitions"`
+	PartitionsActive int64     `json:"partitions_active"`
 	// PartitionsRunning counts partitions a worker is working now, and
 	// PartitionsWaiting those whose job has waited for a worker for more
 	// than two seconds.
@@ -42,12 +42,12 @@ type RunStatus struct {
 	RetryingAttempt int `json:"retrying_attempt"`
 	MaxAttempts     int `json:"max_attempts"`
 
-	LastError        *string    `json:"last_error"`
-	Checksum         string     `json:"checksum"`
-	EnqueuedBy       string     `json:"enqueued_by"`
-	EnqueuedAt       time.Time  `json:"enqueued_at"`
-	StartedAt        *time.Time `json:"started_at"`
-	FinishedAt       *time.Time `json:"finished_at"`
+	LastError  *string    `json:"last_error"`
+	Checksum   string     `json:"checksum"`
+	EnqueuedBy string     `json:"enqueued_by"`
+	EnqueuedAt time.Time  `json:"enqueued_at"`
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
 	// Drift is set by callers that know the current definition, when its
 	// checksum differs from the one recorded with the run.
 	Drift string `json:"drift,omitempty"`

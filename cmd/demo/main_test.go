@@ -73,7 +73,7 @@ func TestRun_UsageErrors(t *testing.T) {
 	} {
 		_, _, err := runDemo(t, env, args...)
 		require.Error(t, err, "%q", args)
-		require.Equal(t, 2, cli.ExitCode(err), "%q: %v", args, err)
+		require.Equal(t, cli.ExitUsage, cli.ExitCode(err), "%q: %v", args, err)
 	}
 	out, _, err := runDemo(t, env, "help")
 	require.NoError(t, err)

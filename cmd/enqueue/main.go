@@ -27,10 +27,24 @@ Commands:
   pending              enqueue every automatic backfill never enqueued before
   run VERSION          enqueue a manual backfill (or an automatic one not yet enqueued)
       --again          run a version again after a completed or cancelled run
+      --dry-run        plan the run and run its first batch in a transaction that is
+                       rolled back; print what it did and an ETA (records nothing)
   retry VERSION        resume the failed batches of VERSION's latest run from their checkpoints
   revert VERSION       run VERSION's down statement over the same key space
-  status [VERSION]     show runs: state, progress, failures
+  pause VERSION        pause the latest run across all workers; checkpoints are kept
+  resume VERSION       continue a paused run from its checkpoints
+  cancel VERSION       stop the latest run for good (run --again starts a new one)
+  wait VERSION...      block until every named run completed: exit 0; failed or
+                       cancelled: exit 1; timeout: exit 2
+      --timeout D      give up after D (e.g. 30m); default: wait for ever
+      --progress-every D  how often to print progress (default 5s)
+  status [VERSION]     show runs: state, progress bar, rows/s, ETA, failures, what holds them back
       --json           print a JSON array instead of a table
+      --watch          redraw every --interval (default 1s) until every run shown is finished
+  list                 every backfill (files and Go): mode, source, down step, state, drift
+      --json           print a JSON array instead of a table
+  new NAME             write DIR/<UTC timestamp>_NAME.sql, a commented template to edit
+      --manual         write it to DIR/manual (enqueued only by "run")
 
 Shared flags (flag, then environment, then default):
   --database-url URL   PostgreSQL (DATABASE_URL; default ` + cli.DatabaseURLDefault + `)
@@ -40,8 +54,11 @@ Shared flags (flag, then environment, then default):
 Examples:
   enqueue migrate && enqueue pending
   enqueue run 20260301120200
+  enqueue new fill_prices --manual
+  enqueue run 20260301120100 --dry-run
   enqueue status --json
   enqueue retry 20260301120100
+  enqueue wait 20260301120000 20260301120100 --timeout 30m && deploy-the-next-step
 `
 
 func main() {
@@ -85,14 +102,40 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		do = c.pending
 	case "run":
 		again := fs.Bool("again", false, "run a version again after a completed or cancelled run")
-		do = func(ctx context.Context) error { return c.runVersion(ctx, *again) }
+		dryRun := fs.Bool("dry-run", false, "run the first batch in a transaction that is rolled back")
+		do = func(ctx context.Context) error {
+			if *dryRun {
+				return c.dryRun(ctx) // --again changes nothing: a dry run records no run
+			}
+			return c.runVersion(ctx, *again)
+		}
 	case "retry":
 		do = c.retry
+	case "pause":
+		do = func(ctx context.Context) error { return c.control(ctx, name, (*jobs.Enqueuer).Pause, "paused") }
+	case "resume":
+		do = func(ctx context.Context) error { return c.control(ctx, name, (*jobs.Enqueuer).Resume, "resumed") }
+	case "cancel":
+		do = func(ctx context.Context) error { return c.control(ctx, name, (*jobs.Enqueuer).Cancel, "cancelled") }
+	case "wait":
+		timeout := fs.Duration("timeout", 0, "give up after this long (exit 2); 0 waits for ever")
+		every := fs.Duration("progress-every", waitProgressDefault, "how often to print progress")
+		do = func(ctx context.Context) error { return c.wait(ctx, *timeout, *every) }
 	case "revert":
 		do = c.revert
 	case "status":
 		asJSON := fs.Bool("json", false, "print JSON")
-		do = func(ctx context.Context) error { return c.status(ctx, *asJSON) }
+		watch := fs.Bool("watch", false, "redraw the table until every run shown is finished")
+		interval := fs.Duration("interval", statusIntervalDefault, "how often --watch redraws")
+		do = func(ctx context.Context) error {
+			return c.status(ctx, statusOptions{asJSON: *asJSON, watch: *watch, interval: *interval})
+		}
+	case "list":
+		asJSON := fs.Bool("json", false, "print JSON")
+		do = func(ctx context.Context) error { return c.list(ctx, *asJSON) }
+	case "new":
+		manual := fs.Bool("manual", false, "write a manual backfill (DIR/manual)")
+		do = func(context.Context) error { return c.newBackfill(*manual) }
 	default:
 		return cli.Usagef("unknown command %q (run \"enqueue help\")", name)
 	}

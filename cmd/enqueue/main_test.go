@@ -237,7 +237,7 @@ func TestCLI_BadInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := runCLI(t, env, tc.args...)
 			require.Error(t, err)
-			require.Equal(t, 2, cli.ExitCode(err), "bad input exits 2: %v", err)
+			require.Equal(t, cli.ExitUsage, cli.ExitCode(err), "bad input exits ExitUsage: %v", err)
 			var ue *cli.UsageError
 			require.True(t, errors.As(err, &ue), "%T %v", err, err)
 			require.Contains(t, err.Error(), tc.want)

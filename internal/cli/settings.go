@@ -173,7 +173,11 @@ func ParseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// UsageError is bad command-line input; binaries exit 2 for it.
+// ExitUsage is the exit code for bad command-line input (EX_USAGE), kept
+// apart from the codes commands give their own outcomes (wait: 1 and 2).
+const ExitUsage = 64
+
+// UsageError is bad command-line input; binaries exit ExitUsage for it.
 type UsageError struct{ Msg string }
 
 func (e *UsageError) Error() string { return e.Msg }
@@ -181,14 +185,28 @@ func (e *UsageError) Error() string { return e.Msg }
 // Usagef returns a UsageError.
 func Usagef(format string, args ...any) error { return &UsageError{Msg: fmt.Sprintf(format, args...)} }
 
+// ExitError is an outcome with an exit code of its own.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
 // ExitCode maps an error from a command to the process's exit code.
 func ExitCode(err error) int {
-	var ue *UsageError
+	var (
+		ue *UsageError
+		ee *ExitError
+	)
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.As(err, &ue):
-		return 2
+		return ExitUsage
+	case errors.As(err, &ee):
+		return ee.Code
 	}
 	return 1
 }

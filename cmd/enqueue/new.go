@@ -1,0 +1,173 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/backfill/backfill/batches"
+	"github.com/backfill/backfill/internal/cli"
+	"github.com/backfill/backfill/jobs"
+)
+
+// versionLayout is the UTC timestamp new files are versioned with.
+const versionLayout = "20060102150405"
+
+func (c *command) newBackfill(manual bool) error {
+	if len(c.args) != 1 {
+		return cli.Usagef("new takes one NAME argument, got %d", len(c.args))
+	}
+	name := c.args[0]
+	if !batches.ValidName(name) {
+		return cli.Usagef("new: NAME %q must be lower-case letters, digits and underscores, starting with a letter or digit", name)
+	}
+	path, err := createBackfillFile(c.settings.Dir, name, manual, time.Now(), goVersions())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout, path)
+	fmt.Fprintln(c.stderr, "edit the CHANGE_ME placeholders, then try it with: enqueue run", versionOf(path), "--dry-run")
+	return nil
+}
+
+// goVersions are the versions of the Go backfills, which both binaries
+// register next to the files.
+func goVersions() map[int64]bool {
+	taken := map[int64]bool{}
+	for _, g := range jobs.GoBackfills(nil) {
+		taken[g.Version()] = true
+	}
+	return taken
+}
+
+var leadingVersion = regexp.MustCompile(`^([0-9]+)_`)
+
+// createBackfillFile writes the template of a new backfill to
+// dir/<version>_<name>.sql (dir/manual/... when manual) and returns its path.
+// The version is now as a UTC timestamp, or the next free second when a file
+// in dir or dir/manual, or a version in taken, has it already. It never
+// overwrites a file.
+func createBackfillFile(dir, name string, manual bool, now time.Time, taken map[int64]bool) (string, error) {
+	for _, sub := range []string{dir, filepath.Join(dir, batches.ManualDir)} {
+		entries, err := os.ReadDir(sub)
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("reading backfill directory: %w", err)
+		}
+		for _, e := range entries {
+			if m := leadingVersion.FindStringSubmatch(e.Name()); m != nil {
+				if v, err := strconv.ParseInt(m[1], 10, 64); err == nil {
+					taken[v] = true
+				}
+			}
+		}
+	}
+	target := dir
+	if manual {
+		target = filepath.Join(dir, batches.ManualDir)
+	}
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return "", fmt.Errorf("creating backfill directory: %w", err)
+	}
+	t := now.UTC().Truncate(time.Second)
+	for {
+		version, err := strconv.ParseInt(t.Format(versionLayout), 10, 64)
+		if err != nil {
+			return "", fmt.Errorf("version of %s: %w", t, err)
+		}
+		if taken[version] {
+			t = t.Add(time.Second)
+			continue
+		}
+		path := filepath.Join(target, fmt.Sprintf("%d_%s.sql", version, name))
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, os.ErrExist) { // created just now by someone else
+			taken[version] = true
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("creating backfill file: %w", err)
+		}
+		_, err = f.WriteString(backfillTemplate(version, name, manual))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return "", fmt.Errorf("writing %s: %w", path, err)
+		}
+		return path, nil
+	}
+}
+
+func versionOf(path string) string {
+	return strings.SplitN(filepath.Base(path), "_", 2)[0]
+}
+
+// backfillTemplate is a new backfill file: every header key with what it does
+// and its default, a placeholder statement, and an optional revert. It parses
+// as is; the CHANGE_ME placeholders make "pending" reject it until edited.
+//
+// Only settings may have the shape "-- word: value" (any such line is a
+// header key, and unknown keys are errors); optional settings are switched
+// off as "-- (off) key: value", which is a free comment.
+func backfillTemplate(version int64, name string, manual bool) string {
+	when := `-- It is automatic: "enqueue pending" enqueues it after the deploy (files in
+-- the manual folder run only when asked for with "enqueue run VERSION").`
+	if manual {
+		when = fmt.Sprintf(`-- It is manual: only "enqueue run %d" enqueues it ("enqueue pending"
+-- leaves files of the manual folder alone).`, version)
+	}
+	return fmt.Sprintf(`-- %[1]d_%[2]s
+-- Say here what this backfill does and why.
+--
+%[3]s
+-- Replace every CHANGE_ME, then try it with
+-- "enqueue run %[1]d --dry-run".
+--
+-- Lines "-- key: value" are settings, and other comment lines free text.
+-- A setting written "-- (off) key: value" is off; remove "(off) " to use it.
+--
+-- The table whose key space is walked, as name or schema.name (required).
+-- table: CHANGE_ME
+-- The column batches are cut on (required). It needs an index whose first
+-- column it is, normally the primary key.
+-- key: id
+-- Rows per batch (default 1000).
+-- batch: 1000
+-- The most rows per second for the whole run, 0 for no limit (default 0).
+-- rate: 0
+-- A SQL condition; only matching rows are cut into batches, so batches hold
+-- only rows that still need work (default none).
+-- (off) where: CHANGE_ME IS NULL
+-- The same for the revert run (default none).
+-- (off) down_where: CHANGE_ME IS NOT NULL
+-- Key ranges worked in parallel, 1 to 1024 (default 8).
+-- partitions: 8
+-- Tries of a failing batch before it is recorded as failed, 1 to 100
+-- (default 5).
+-- attempts: 5
+
+-- The statement runs once per batch, with the batch's first and last key
+-- (both inclusive) bound to @first and @last; it must use both. Keep it
+-- idempotent (for example "AND new_column IS NULL").
+UPDATE CHANGE_ME
+SET CHANGE_ME = CHANGE_ME
+WHERE id BETWEEN @first AND @last;
+
+-- Optional revert, run by "enqueue revert %[1]d" over the same
+-- key space.
+-- To use it, remove "(off) " from the next line and "-- " from the lines of
+-- the statement after it, and make that statement undo the one above.
+-- (off) down
+-- UPDATE CHANGE_ME
+-- SET CHANGE_ME = NULL
+-- WHERE id BETWEEN @first AND @last;
+`, version, name, when)
+}
