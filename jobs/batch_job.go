@@ -253,7 +253,7 @@ func (w *BatchWorker) fail(ctx context.Context, job *river.Job[BatchArgs], p bat
 	}
 	attrs := []any{"attempt", f.Attempt, "max_attempts", p.Run.Options.MaxAttempts, "error", failure.Error()}
 	if !f.Final {
-		log.Warn("batch failed, will retry", attrs...)
+		log.Error("batch failed, will retry", attrs...)
 		return nil
 	}
 	log.Error("batch failed after its last attempt", attrs...)
