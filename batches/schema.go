@@ -82,7 +82,8 @@ SELECT r.id, r.version, r.run_number, r.name, r.mode, r.direction, r.checksum,
 	CASE WHEN r.state = 'completed' THEN coalesce(p.rows_done, 0)
 		ELSE greatest(r.rows_estimated, coalesce(p.rows_done, 0)) END::bigint AS rows_estimated,
 	coalesce(p.batches_done, 0)::bigint AS batches_done,
-	coalesce(p.failed + p.stalled, 0)::bigint AS batches_failed,
+	-- Idle partitions of a paused or cancelled run are not failures.
+	coalesce(p.failed + CASE WHEN r.state IN ('pending', 'running') THEN p.stalled ELSE 0 END, 0)::bigint AS batches_failed,
 	coalesce(p.partitions, 0)::bigint AS partitions,
 	coalesce(p.live, 0)::bigint AS partitions_active,
 	coalesce(r.last_error, p.last_error) AS last_error,

@@ -188,8 +188,11 @@ func (e *Enqueuer) Retry(ctx context.Context, version int64) (*batches.Run, int,
 		if run, err = batches.LatestRun(ctx, tx, version, true); err != nil {
 			return err
 		}
-		if run.State == batches.StateCancelled {
+		switch run.State {
+		case batches.StateCancelled:
 			return fmt.Errorf("%w: %s was cancelled; start a new run with run --again", batches.ErrWrongState, run.Label())
+		case batches.StatePaused:
+			return fmt.Errorf("%w: %s is paused; resume it first", batches.ErrWrongState, run.Label())
 		}
 		if parts, err = batches.ReopenFailedTx(ctx, tx, run.ID); err != nil {
 			return err

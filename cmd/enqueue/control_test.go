@@ -100,6 +100,9 @@ func TestPauseResumeCancel_AcrossTwoWorkerProcesses(t *testing.T) {
 	require.Equal(t, batches.StatePaused, st.State)
 	require.Zero(t, st.PartitionsRunning, "no job of the run may still be running 2s after pause")
 	require.Equal(t, "paused", st.HeldBack)
+	require.Zero(t, st.BatchesFailed, "idle partitions of a paused run are not failures")
+	_, _, err = runCLI(t, env, "retry", "5")
+	require.ErrorIs(t, err, batches.ErrWrongState, "retry does not resume a paused run")
 	rowsAtPause := st.RowsDone
 	time.Sleep(1500 * time.Millisecond)
 	require.Equal(t, rowsAtPause, latestStatus(t, pool, 5).RowsDone, "a paused run does not move")

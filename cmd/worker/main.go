@@ -8,12 +8,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/backfill/backfill/batches"
 	"github.com/backfill/backfill/internal/cli"
+	"github.com/backfill/backfill/internal/web"
 	"github.com/backfill/backfill/jobs"
 )
 
@@ -31,10 +36,15 @@ Flags (flag, then environment, then default):
   --shutdown-timeout D    how long SIGTERM waits for batches in flight before cancelling them (default 30s)
   --log-level LEVEL       debug (one line per batch), info, warn or error (LOG_LEVEL; default info)
   --log-format FORMAT     text or json (LOG_FORMAT; default text)
+  --http ADDR             serve the live page of runs, /api/runs, /metrics and /healthz on ADDR,
+                          e.g. :8080 or 127.0.0.1:8080 (default: off)
+  --http-token TOKEN      lets the page pause, resume, cancel and retry runs for requests that
+                          carry this bearer token (HTTP_TOKEN); without it the page is read-only
 
 Examples:
   worker --concurrency 8
   DATABASE_URL=postgres://app@db/app REDIS_URL=redis://cache:6379 worker --log-level debug
+  HTTP_TOKEN=$(openssl rand -hex 16) worker --http :8080
 `
 
 func main() {
@@ -59,6 +69,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	jobTimeout := fs.Duration("job-timeout", jobs.JobTimeoutDefault, "longest a job may run")
 	rescueAfter := fs.Duration("rescue-after", 0, "when a running job counts as lost")
 	shutdownTimeout := fs.Duration("shutdown-timeout", jobs.ShutdownTimeoutDefault, "how long SIGTERM waits for batches in flight")
+	httpAddr := fs.String("http", "", "serve the web page, /metrics and /healthz on this address")
+	httpToken := fs.String("http-token", getenv("HTTP_TOKEN"), "bearer token that enables the page's actions (env HTTP_TOKEN)")
 	rest, err := cli.ParseArgs(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -74,6 +86,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if *shutdownTimeout <= 0 {
 		return cli.Usagef("--shutdown-timeout must be positive, got %s", *shutdownTimeout)
+	}
+	if *httpAddr != "" {
+		if err := web.CheckAddr(*httpAddr); err != nil {
+			return cli.Usagef("--http: %v", err)
+		}
 	}
 	logger, err := s.Logger(stderr)
 	if err != nil {
@@ -95,12 +112,35 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	var (
+		metrics  *web.Metrics
+		observer jobs.Observer
+	)
+	if *httpAddr != "" {
+		metrics = web.NewMetrics()
+		observer = metrics
+	}
 	w, err := jobs.NewWorker(jobs.WorkerConfig{
-		Pool: pool, Registry: reg, Logger: logger,
+		Pool: pool, Registry: reg, Logger: logger, Observer: observer,
 		Concurrency: *concurrency, JobTimeout: *jobTimeout, RescueAfter: *rescueAfter,
 	})
 	if err != nil {
 		return cli.Usagef("%v", err)
+	}
+	if *httpAddr != "" {
+		srv, err := serveHTTP(*httpAddr, *httpToken, pool, reg, metrics, logger)
+		if err != nil {
+			return err
+		}
+		// Deferred after pool.Close, so it runs before it: the page keeps
+		// answering while the batches in flight finish.
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				logger.Warn("http server shutdown", "err", err)
+			}
+		}()
 	}
 	// Jobs must outlive ctx: the signal only starts the graceful stop.
 	if err := w.Start(context.WithoutCancel(ctx)); err != nil {
@@ -115,4 +155,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger.Info("worker stopped", "took", time.Since(started).Round(time.Millisecond))
 	return nil
+}
+
+// serveHTTP starts the web page, API, metrics and health check on addr.
+func serveHTTP(addr, token string, pool *pgxpool.Pool, reg *batches.Registry, metrics *web.Metrics, logger *slog.Logger) (*web.Server, error) {
+	cfg := web.Config{Pool: pool, Metrics: metrics, Token: token, Logger: logger}
+	if token != "" {
+		if len(token) < 16 {
+			logger.Warn("--http-token is short; use a long random one such as $(openssl rand -hex 16)")
+		}
+		enq, err := jobs.NewEnqueuer(pool, reg, cli.Hostname())
+		if err != nil {
+			return nil, err
+		}
+		cfg.Enqueuer = enq
+	}
+	h, err := web.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := web.Listen(addr, h, logger)
+	if err != nil {
+		return nil, fmt.Errorf("--http %s: %w", addr, err)
+	}
+	logger.Info("http listening", "addr", srv.Addr().String(), "actions", token != "")
+	return srv, nil
 }

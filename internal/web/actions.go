@@ -1,0 +1,93 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/backfill/backfill/batches"
+	"github.com/backfill/backfill/jobs"
+)
+
+// ActionResult is the answer to a successful action.
+type ActionResult struct {
+	Version int64         `json:"version"`
+	Name    string        `json:"name"`
+	Run     int           `json:"run"`
+	State   batches.State `json:"state"`
+	// Partitions is how many partitions a retry resumed.
+	Partitions int `json:"partitions,omitempty"`
+	// Message says what was done, for people.
+	Message string `json:"message"`
+}
+
+// act runs POST /api/runs/{version}/{action} on the version's latest run,
+// as "enqueue pause|resume|cancel|retry VERSION" would.
+func (s *server) act(w http.ResponseWriter, r *http.Request) {
+	if !s.auth.authorize(w, r) {
+		return
+	}
+	version, err := strconv.ParseInt(r.PathValue("version"), 10, 64)
+	if err != nil || version <= 0 {
+		textError(w, http.StatusBadRequest, fmt.Sprintf("version %q is not a positive integer", r.PathValue("version")))
+		return
+	}
+	action := r.PathValue("action")
+	ctx, cancel := context.WithTimeout(r.Context(), queryTimeout)
+	defer cancel()
+	var (
+		run   *batches.Run
+		parts int
+		done  string
+	)
+	switch action {
+	case "pause":
+		run, err = s.enqueuer.Pause(ctx, version)
+		done = "paused"
+	case "resume":
+		run, err = s.enqueuer.Resume(ctx, version)
+		done = "resumed"
+	case "cancel":
+		run, err = s.enqueuer.Cancel(ctx, version)
+		done = "cancelled"
+	case "retry":
+		run, parts, err = s.enqueuer.Retry(ctx, version)
+		done = "retrying"
+	default:
+		textError(w, http.StatusNotFound, fmt.Sprintf("unknown action %q: want pause, resume, cancel or retry", action))
+		return
+	}
+	if err != nil {
+		code := actionErrorCode(err)
+		if code == http.StatusInternalServerError {
+			s.logger.Error("web: action failed", "action", action, "version", version, "err", err)
+			textError(w, code, fmt.Sprintf("%s %d failed; see the worker's log", action, version))
+			return
+		}
+		s.logger.Info("web: action refused", "action", action, "version", version, "reason", err, "remote", r.RemoteAddr)
+		textError(w, code, err.Error())
+		return
+	}
+	msg := done + " " + run.Label()
+	if action == "retry" {
+		msg = fmt.Sprintf("retrying %s: %d partition(s) resume from their checkpoints", run.Label(), parts)
+	}
+	s.logger.Info("web: "+msg, "action", action, "version", version, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, ActionResult{
+		Version: run.Version, Name: run.Name, Run: run.RunNumber, State: run.State, Partitions: parts, Message: msg,
+	})
+}
+
+// actionErrorCode maps an Enqueuer error to a status: 404 for an unknown
+// version, 409 for a run the action does not apply to, 500 otherwise.
+func actionErrorCode(err error) int {
+	switch {
+	case errors.Is(err, batches.ErrRunNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, batches.ErrWrongState), errors.Is(err, jobs.ErrNothingToRetry):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}

@@ -1,0 +1,133 @@
+package web
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/backfill/backfill/batches"
+)
+
+const testToken = "test-token-0123456789abcdef"
+
+func TestActions_403WithoutAConfiguredToken(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 100, "")
+	h := f.handler(t, "", nil)
+	for _, action := range []string{"pause", "resume", "cancel", "retry"} {
+		for _, token := range []string{"", "anything"} {
+			r := call(t, h, http.MethodPost, "/api/runs/9/"+action, token)
+			require.Equal(t, http.StatusForbidden, r.code, "%s with token %q", action, token)
+			require.Contains(t, r.body, "read-only")
+			requireNoSecrets(t, r, f.url, token)
+		}
+	}
+	require.Equal(t, batches.StatePending, f.status(t).State, "nothing changed")
+}
+
+func TestActions_401WithAMissingOrWrongToken(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 100, "")
+	h := f.handler(t, testToken, nil)
+	for _, token := range []string{"", "wrong", testToken + "x", testToken[:len(testToken)-1]} {
+		r := call(t, h, http.MethodPost, "/api/runs/9/pause", token)
+		require.Equal(t, http.StatusUnauthorized, r.code, "token %q", token)
+		require.Contains(t, r.header.Get("WWW-Authenticate"), "Bearer")
+		requireNoSecrets(t, r, f.url, testToken)
+	}
+	// Another scheme with the right token is refused too.
+	req := func(auth string) int {
+		rec := call(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.Header.Set("Authorization", auth)
+			h.ServeHTTP(w, r)
+		}), http.MethodPost, "/api/runs/9/pause", "")
+		return rec.code
+	}
+	require.Equal(t, http.StatusUnauthorized, req("Basic "+testToken))
+	require.Equal(t, http.StatusUnauthorized, req(testToken))
+	require.Equal(t, batches.StatePending, f.status(t).State, "nothing changed")
+}
+
+func TestActions_WithTheTokenPauseResumeCancelChangeTheDatabase(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 100, "")
+	h := f.handler(t, testToken, nil)
+
+	r := call(t, h, http.MethodPost, "/api/runs/9/pause", testToken)
+	require.Equal(t, http.StatusOK, r.code, r.body)
+	var res ActionResult
+	require.NoError(t, json.Unmarshal([]byte(r.body), &res))
+	require.Equal(t, ActionResult{Version: 9, Name: "touch", Run: 1, State: batches.StatePaused, Message: "paused 9_touch run 1"}, res)
+	require.Equal(t, batches.StatePaused, f.status(t).State)
+	require.Equal(t, "paused", f.status(t).HeldBack)
+	requireNoSecrets(t, r, f.url, testToken)
+
+	// Pausing twice is refused with the engine's one-line message.
+	r = call(t, h, http.MethodPost, "/api/runs/9/pause", testToken)
+	require.Equal(t, http.StatusConflict, r.code)
+	require.Equal(t, "text/plain; charset=utf-8", r.header.Get("Content-Type"))
+	require.Contains(t, r.body, "9_touch run 1 is paused")
+	require.Equal(t, 1, strings.Count(r.body, "\n"))
+
+	r = call(t, h, http.MethodPost, "/api/runs/9/resume", testToken)
+	require.Equal(t, http.StatusOK, r.code, r.body)
+	require.Contains(t, r.body, `"state":"running"`)
+	require.Equal(t, batches.StateRunning, f.status(t).State)
+
+	r = call(t, h, http.MethodPost, "/api/runs/9/retry", testToken)
+	require.Equal(t, http.StatusConflict, r.code, "nothing failed: %s", r.body)
+	require.Contains(t, r.body, "no failed batches")
+
+	r = call(t, h, http.MethodPost, "/api/runs/9/cancel", testToken)
+	require.Equal(t, http.StatusOK, r.code, r.body)
+	require.Equal(t, batches.StateCancelled, f.status(t).State)
+
+	r = call(t, h, http.MethodPost, "/api/runs/9/retry", testToken)
+	require.Equal(t, http.StatusConflict, r.code)
+	require.Contains(t, r.body, "cancelled")
+	requireNoSecrets(t, r, f.url, testToken)
+}
+
+func TestActions_409ForPausingACompletedRun(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 200, "-- batch: 100\n")
+	f.startWorker(t, nil)
+	f.waitState(t, batches.StateCompleted, 60*time.Second)
+	h := f.handler(t, testToken, nil)
+	for _, action := range []string{"pause", "resume", "cancel"} {
+		r := call(t, h, http.MethodPost, "/api/runs/9/"+action, testToken)
+		require.Equal(t, http.StatusConflict, r.code, "%s: %s", action, r.body)
+		require.Contains(t, r.body, "9_touch run 1 is completed")
+		require.Equal(t, 1, strings.Count(r.body, "\n"), "one line")
+		requireNoSecrets(t, r, f.url, testToken)
+	}
+	require.Equal(t, batches.StateCompleted, f.status(t).State)
+}
+
+func TestActions_UnknownVersionActionOrMethod(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 10, "")
+	h := f.handler(t, testToken, nil)
+
+	r := call(t, h, http.MethodPost, "/api/runs/12345/pause", testToken)
+	require.Equal(t, http.StatusNotFound, r.code)
+	require.Contains(t, r.body, "no such run")
+
+	r = call(t, h, http.MethodPost, "/api/runs/9/explode", testToken)
+	require.Equal(t, http.StatusNotFound, r.code)
+	require.Contains(t, r.body, "unknown action")
+
+	r = call(t, h, http.MethodPost, "/api/runs/nine/pause", testToken)
+	require.Equal(t, http.StatusBadRequest, r.code)
+
+	// The token is checked before anything else is told.
+	r = call(t, h, http.MethodPost, "/api/runs/12345/explode", "wrong")
+	require.Equal(t, http.StatusUnauthorized, r.code)
+
+	require.Equal(t, http.StatusMethodNotAllowed, call(t, h, http.MethodGet, "/api/runs/9/pause", testToken).code)
+	require.Equal(t, batches.StatePending, f.status(t).State)
+}

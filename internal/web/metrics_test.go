@@ -1,0 +1,86 @@
+package web
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/backfill/backfill/batches"
+)
+
+func TestMetrics_ObserverCallsShowUpWithLabels(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 10, "")
+	m := NewMetrics()
+	run := &batches.Run{Version: 20260301120100, Name: "orders_price_eur"}
+	other := &batches.Run{Version: 7, Name: "other"}
+	m.BatchDone(run, 100, 20*time.Millisecond)
+	m.BatchDone(run, 50, 3*time.Second)
+	m.BatchDone(other, 1, time.Millisecond)
+	m.BatchFailed(run)
+	m.RateLimited(run, 1500*time.Millisecond)
+	m.RateLimited(run, 500*time.Millisecond)
+
+	r := call(t, f.handler(t, "", m), http.MethodGet, "/metrics", "")
+	require.Equal(t, http.StatusOK, r.code)
+	require.Contains(t, r.header.Get("Content-Type"), "text/plain")
+	const l = `{name="orders_price_eur",version="20260301120100"`
+	for _, line := range []string{
+		"# TYPE backfill_rows_done_total counter",
+		"backfill_rows_done_total" + l + "} 150",
+		`backfill_rows_done_total{name="other",version="7"} 1`,
+		"backfill_batches_done_total" + l + "} 2",
+		"backfill_batches_failed_total" + l + "} 1",
+		"# TYPE backfill_batch_duration_seconds histogram",
+		"backfill_batch_duration_seconds_bucket" + l + `,le="0.005"} 0`,
+		"backfill_batch_duration_seconds_bucket" + l + `,le="0.025"} 1`,
+		"backfill_batch_duration_seconds_bucket" + l + `,le="5"} 2`,
+		"backfill_batch_duration_seconds_bucket" + l + `,le="60"} 2`,
+		"backfill_batch_duration_seconds_sum" + l + "} 3.02",
+		"backfill_batch_duration_seconds_count" + l + "} 2",
+		"backfill_rate_limit_waits_total" + l + "} 2",
+		"backfill_rate_limit_wait_seconds_total" + l + "} 2",
+		// The Go and process collectors.
+		"# TYPE go_goroutines gauge",
+		"# TYPE process_resident_memory_bytes gauge",
+	} {
+		require.Contains(t, r.body, line+"\n")
+	}
+	requireNoSecrets(t, r, f.url, "")
+}
+
+func TestMetrics_CountWhatARealWorkerDid(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1000, "-- batch: 100\n-- partitions: 2\n")
+	m := NewMetrics()
+	f.startWorker(t, m)
+	st := f.waitState(t, batches.StateCompleted, 60*time.Second)
+	require.Equal(t, int64(1000), st.RowsDone)
+	const l = `{name="touch",version="9"}`
+
+	// Two partitions: at most one partial batch each.
+	require.GreaterOrEqual(t, st.BatchesDone, int64(10))
+	want := []string{
+		"backfill_rows_done_total" + l + " 1000\n",
+		fmt.Sprintf("backfill_batches_done_total%s %d\n", l, st.BatchesDone),
+		fmt.Sprintf("backfill_batch_duration_seconds_count%s %d\n", l, st.BatchesDone),
+	}
+	// The observer hears of a batch just after its commit, which may be
+	// after the run was seen completed.
+	h := f.handler(t, "", m)
+	var r response
+	require.Eventually(t, func() bool {
+		r = call(t, h, http.MethodGet, "/metrics", "")
+		for _, w := range want {
+			if !strings.Contains(r.body, w) {
+				return false
+			}
+		}
+		return r.code == http.StatusOK
+	}, 5*time.Second, 10*time.Millisecond, "metrics never matched the run's counters: %v", want)
+	require.NotContains(t, r.body, "backfill_batches_failed_total"+l)
+}
