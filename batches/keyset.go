@@ -7,41 +7,45 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// keysetQueries are a run's statements that cut the next batch: the first
-// and last of the next BatchSize keys after the checkpoint, and their count,
-// found in one index range scan. Four variants, so that no "$1 IS NULL OR"
-// keeps the planner from using the index.
+// keysetQueries are a run's statements that cut the next batch after the
+// checkpoint. A full batch costs one round trip of two index probes: its
+// first key, and the key BatchSize-1 further on. Only the partition's last,
+// partial batch needs a second query, for its last key and its size. There
+// are four variants of each, so that no "$1 IS NULL OR" keeps the planner
+// from using the index.
 type keysetQueries struct {
-	// byBounds is indexed by [hasCursor][hasUpper].
-	byBounds [2][2]string
+	// full and partial are indexed by [hasCursor][hasUpper].
+	full, partial [2][2]string
 }
 
 func newKeysetQueries(o Options) *keysetQueries {
-	table, key := quoteQualified(o.Table), pgx.Identifier{o.Key}.Sanitize()
+	// t.key everywhere: ORDER BY a bare name would sort by the text output.
+	table, key := quoteQualified(o.Table), "t."+pgx.Identifier{o.Key}.Sanitize()
 	var q keysetQueries
 	for c := 0; c < 2; c++ {
 		for u := 0; u < 2; u++ {
-			conds := ""
-			add := func(cond string) {
-				if conds == "" {
-					conds = " WHERE " + cond
-				} else {
-					conds += " AND " + cond
-				}
-			}
+			var conds []string
 			if c == 1 {
-				add(key + " > $2")
+				conds = append(conds, key+" > $1")
 			}
 			if u == 1 {
-				add(fmt.Sprintf("%s <= $%d", key, 2+c))
+				conds = append(conds, fmt.Sprintf("%s <= $%d", key, 1+c))
 			}
 			if o.Where != "" {
-				add("(" + o.Where + "\n)") // the newline ends a trailing -- comment
+				conds = append(conds, "("+o.Where+"\n)") // the newline ends a trailing -- comment
 			}
-			q.byBounds[c][u] = fmt.Sprintf(`SELECT k::text, n FROM (
-	SELECT k, row_number() OVER (ORDER BY k) AS i, count(*) OVER () AS n
-	FROM (SELECT %[1]s AS k FROM %[2]s%[3]s ORDER BY %[1]s LIMIT $1) keys
-) ends WHERE i = 1 OR i = n ORDER BY i`, key, table, conds)
+			where := ""
+			for i, cond := range conds {
+				if i == 0 {
+					where = " WHERE " + cond
+				} else {
+					where += " AND " + cond
+				}
+			}
+			from := fmt.Sprintf("FROM %s t%s", table, where)
+			q.full[c][u] = fmt.Sprintf(`SELECT (SELECT %[1]s::text %[2]s ORDER BY %[1]s LIMIT 1), (SELECT %[1]s::text %[2]s ORDER BY %[1]s OFFSET $%[3]d LIMIT 1)`,
+				key, from, 1+c+u)
+			q.partial[c][u] = fmt.Sprintf(`SELECT (SELECT %[1]s::text %[2]s ORDER BY %[1]s DESC LIMIT 1), (SELECT count(*) %[2]s)`, key, from)
 		}
 	}
 	return &q
@@ -51,28 +55,28 @@ func newKeysetQueries(o Options) *keysetQueries {
 // ok is false when the range holds no more keys.
 func (q *keysetQueries) nextBatch(ctx context.Context, tx pgx.Tx, batchSize int, cursor, upper *string) (first, last string, rows int64, ok bool, err error) {
 	c, u := 0, 0
-	args := []any{batchSize}
+	var args []any
 	if cursor != nil {
 		c, args = 1, append(args, *cursor)
 	}
 	if upper != nil {
 		u, args = 1, append(args, *upper)
 	}
-	result, err := tx.Query(ctx, q.byBounds[c][u], args...)
-	if err != nil {
+	var firstKey, lastKey *string
+	if err := tx.QueryRow(ctx, q.full[c][u], append(args, batchSize-1)...).Scan(&firstKey, &lastKey); err != nil {
 		return "", "", 0, false, err
 	}
-	type batchEnd struct {
-		key  string
-		keys int64
+	if firstKey == nil {
+		return "", "", 0, false, nil
 	}
-	ends, err := pgx.CollectRows(result, func(r pgx.CollectableRow) (batchEnd, error) {
-		var e batchEnd
-		err := r.Scan(&e.key, &e.keys)
-		return e, err
-	})
-	if err != nil || len(ends) == 0 {
+	if lastKey != nil {
+		return *firstKey, *lastKey, int64(batchSize), true, nil
+	}
+	if err := tx.QueryRow(ctx, q.partial[c][u], args...).Scan(&lastKey, &rows); err != nil {
 		return "", "", 0, false, err
 	}
-	return ends[0].key, ends[len(ends)-1].key, ends[0].keys, true, nil
+	if lastKey == nil { // the keys were deleted between the two queries
+		return "", "", 0, false, nil
+	}
+	return *firstKey, *lastKey, rows, true, nil
 }
