@@ -10,19 +10,12 @@ import (
 
 // control runs pause, resume or cancel on VERSION's latest run.
 func (c *command) control(ctx context.Context, name string, act func(*jobs.Enqueuer, context.Context, int64) (*batches.Run, error), done string) error {
-	version, err := c.version(name)
-	if err != nil {
-		return err
-	}
-	pool, enq, _, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	r, err := act(enq, ctx, version)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.stdout, "%s %s\n", done, r.Label())
-	return nil
+	return c.onVersion(ctx, name, func(enq *jobs.Enqueuer, version int64) error {
+		r, err := act(enq, ctx, version)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "%s %s\n", done, r.Label())
+		return nil
+	})
 }

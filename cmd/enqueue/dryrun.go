@@ -8,26 +8,20 @@ import (
 	"time"
 
 	"github.com/backfill/backfill/batches"
+	"github.com/backfill/backfill/jobs"
 )
 
 // dryRun is "run VERSION --dry-run": the plan and the first batch, rolled
 // back.
 func (c *command) dryRun(ctx context.Context) error {
-	version, err := c.version("run")
-	if err != nil {
-		return err
-	}
-	pool, enq, _, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	d, err := enq.DryRun(ctx, version)
-	if err != nil {
-		return err
-	}
-	printDryRun(c, d)
-	return nil
+	return c.onVersion(ctx, "run", func(enq *jobs.Enqueuer, version int64) error {
+		d, err := enq.DryRun(ctx, version)
+		if err != nil {
+			return err
+		}
+		printDryRun(c, d)
+		return nil
+	})
 }
 
 func printDryRun(c *command, d *batches.DryRun) {
