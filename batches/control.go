@@ -47,11 +47,14 @@ func changeStateTx(ctx context.Context, tx pgx.Tx, version int64, to State, from
 	if !allowed {
 		return nil, fmt.Errorf("%w: %s is %s; only a run that is %s can be made %s", ErrWrongState, run.Label(), run.State, joinStates(from), to)
 	}
-	finished := "finished_at"
-	if to == StateCancelled {
+	finished, resumed := "finished_at", "resumed_at"
+	switch to {
+	case StateCancelled:
 		finished = "now()"
+	case StateRunning:
+		resumed = "now()"
 	}
-	if _, err := tx.Exec(ctx, `UPDATE backfill_runs SET state = $2, finished_at = `+finished+` WHERE id = $1`, run.ID, to); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE backfill_runs SET state = $2, finished_at = `+finished+`, resumed_at = `+resumed+` WHERE id = $1`, run.ID, to); err != nil {
 		return nil, fmt.Errorf("batches: changing the state of %s: %w", run.Label(), err)
 	}
 	run.State = to

@@ -260,7 +260,7 @@ func ReopenFailedTx(ctx context.Context, tx pgx.Tx, runID int64) ([]int, error) 
 		return nil, err
 	}
 	if len(parts) > 0 {
-		if _, err := tx.Exec(ctx, `UPDATE backfill_runs SET state = 'running', finished_at = NULL, last_error = NULL WHERE id = $1`, runID); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE backfill_runs SET state = 'running', finished_at = NULL, last_error = NULL, resumed_at = now() WHERE id = $1`, runID); err != nil {
 			return nil, fmt.Errorf("batches: reopening run %d: %w", runID, err)
 		}
 	}

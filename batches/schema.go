@@ -34,6 +34,9 @@ CREATE TABLE backfill_runs (
 	enqueued_by    text        NOT NULL,
 	enqueued_at    timestamptz NOT NULL DEFAULT now(),
 	started_at     timestamptz,
+	-- When the run was last resumed or retried: its speed is measured from
+	-- then, not across the time it stood still.
+	resumed_at     timestamptz,
 	finished_at    timestamptz,
 	-- One row per run of a version: "pending" inserts run 1 and so can never
 	-- enqueue a version twice, whatever state its run is in.
@@ -126,7 +129,10 @@ CROSS JOIN LATERAL (
 		-- A whole bucket: buckets start on whole seconds, so the window must
 		-- too, or its first second's rows are left out of the count but not
 		-- of the time.
-		date_trunc('second', coalesce(r.finished_at, now())) - interval '60 seconds' AS since,
+		-- From the last resume or retry on, when that is later (greatest
+		-- ignores a NULL resumed_at).
+		greatest(date_trunc('second', coalesce(r.finished_at, now())) - interval '60 seconds',
+			date_trunc('second', r.resumed_at)) AS since,
 		-- When the run began. A run paused before any worker took it and then
 		-- resumed has no started_at while it runs and gets its finished_at as
 		-- started_at at the end; its first bucket of throughput is the start.

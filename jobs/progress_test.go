@@ -216,6 +216,46 @@ ANALYZE resumed;`)
 	require.InEpsilon(t, limit, final.RowsPerSecond, 0.15, "rows_per_second of the completed run")
 }
 
+// A run paused for a while and resumed is measured from the resume on: the
+// time it stood still does not drag its speed down, nor stretch its ETA.
+func TestProgress_PausedTimeDoesNotCount(t *testing.T) {
+	const (
+		rows    = 12000
+		limit   = 1000.0
+		version = 12
+	)
+	b := setup(t)
+	testdb.Exec(t, b.pool, `CREATE TABLE stood (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
+INSERT INTO stood (id) SELECT g FROM generate_series(1, `+itoa(rows)+`) g;
+ANALYZE stood;`)
+	b.writeFile(t, "12_stood.sql", "-- table: stood\n-- key: id\n-- batch: 100\n-- partitions: 2\n-- rate: 1000\n"+
+		"UPDATE stood SET n = n + 1 WHERE id BETWEEN @first AND @last;\n")
+	enq := b.load(t)
+	_, err := enq.Pending(context.Background())
+	require.NoError(t, err)
+	b.startWorker(t, WorkerConfig{Concurrency: 4})
+
+	deadline := time.Now().Add(15 * time.Second)
+	for latestStatus(t, b, version).RowsDone < 2000 {
+		require.True(t, time.Now().Before(deadline), "the run did not start")
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, err = enq.Pause(context.Background(), version)
+	require.NoError(t, err)
+	time.Sleep(4 * time.Second)
+	_, err = enq.Resume(context.Background(), version)
+	require.NoError(t, err)
+	time.Sleep(3 * time.Second)
+
+	st := latestStatus(t, b, version)
+	t.Logf("3 s after a 4 s pause: %d/%d rows, %.1f rows/s, ETA %s", st.RowsDone, st.RowsEstimated, st.RowsPerSecond, etaString(st.ETASeconds))
+	require.Equal(t, batches.StateRunning, st.State)
+	// Measured across the pause it would read about 5,000 rows / 9 s.
+	require.InEpsilon(t, limit, st.RowsPerSecond, 0.25, "rows_per_second after the resume")
+	require.NotNil(t, st.ETASeconds)
+	require.InEpsilon(t, float64(st.RowsEstimated-st.RowsDone)/limit, *st.ETASeconds, 0.3)
+}
+
 // The view's arithmetic on recorded throughput, with time held still (one
 // transaction, so now() does not move): a run that did a steady 1,000 rows/s
 // is measured at 1,000 rows/s, over the last minute of its work.
