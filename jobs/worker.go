@@ -40,15 +40,15 @@ type WorkerConfig struct {
 	// (SliceMax at most) and then hands over.
 	JobTimeout time.Duration
 	// RescueAfter is how long a job may look running before River takes it
-	// for lost (its worker crashed) and runs it again; JobTimeout + 1 minute
-	// when zero.
+	// for lost (its worker crashed) and runs it again; JobTimeout + 15s
+	// when zero (River cancels a job at JobTimeout, so none runs longer).
 	RescueAfter time.Duration
 }
 
 func (c WorkerConfig) withDefaults() WorkerConfig {
 	c.Concurrency = cmp.Or(c.Concurrency, ConcurrencyDefault)
 	c.JobTimeout = cmp.Or(c.JobTimeout, JobTimeoutDefault)
-	c.RescueAfter = cmp.Or(c.RescueAfter, c.JobTimeout+time.Minute)
+	c.RescueAfter = cmp.Or(c.RescueAfter, c.JobTimeout+15*time.Second)
 	if c.Limiter == nil {
 		c.Limiter = batches.NewLocalLimiter()
 	}

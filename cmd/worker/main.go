@@ -32,7 +32,7 @@ Flags (flag, then environment, then default):
   --database-url URL      PostgreSQL (DATABASE_URL; default ` + cli.DatabaseURLDefault + `)
   --redis-url URL         Redis, for Go backfills that need it (REDIS_URL)
   --job-timeout D         longest a job may run; it hands over after a quarter (default 1m)
-  --rescue-after D        when a running job counts as lost in a crash (default job timeout + 1m)
+  --rescue-after D        when a running job counts as lost in a crash (default job timeout + 15s)
   --shutdown-timeout D    how long SIGTERM waits for batches in flight before cancelling them (default 30s)
   --log-level LEVEL       debug (one line per batch), info, warn or error (LOG_LEVEL; default info)
   --log-format FORMAT     text or json (LOG_FORMAT; default text)
