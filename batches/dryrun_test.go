@@ -126,11 +126,16 @@ func TestDryRunTx_Refusals(t *testing.T) {
 	require.NoError(t, err)
 	defer tx.Rollback(ctx) //nolint:errcheck
 
+	goCalls := 0
 	goDef := &batches.Definition{Version: 9, Name: "go_one", Source: batches.SourceGo,
 		Options: batches.Options{Table: "items", Key: "id"}.WithDefaults(),
-		Up:      func(context.Context, pgx.Tx, batches.Batch) (int64, error) { panic("must not run") }}
+		Up: func(context.Context, pgx.Tx, batches.Batch) (int64, error) {
+			goCalls++
+			return 0, nil
+		}}
 	_, err = batches.DryRunTx(ctx, tx, goDef, batches.DirectionUp)
 	require.ErrorIs(t, err, batches.ErrDryRunGo)
+	require.Zero(t, goCalls, "a Go backfill's step must not run in a dry run")
 	require.Contains(t, err.Error(), "9_go_one")
 
 	def := parseDef(t, 10, "-- table: items\n-- key: id\nUPDATE items SET id = id WHERE id BETWEEN @first AND @last;\n")

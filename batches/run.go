@@ -185,18 +185,6 @@ func LatestRun(ctx context.Context, q Querier, version int64, forUpdate bool) (*
 	return r, nil
 }
 
-// LatestRunOf returns the newest run of version in direction, or nil.
-func LatestRunOf(ctx context.Context, q Querier, version int64, dir Direction) (*Run, error) {
-	r, err := scanRun(q.QueryRow(ctx, `SELECT `+runColumns+` FROM backfill_runs WHERE version = $1 AND direction = $2 ORDER BY run_number DESC LIMIT 1`, version, dir))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("batches: loading runs of version %d: %w", version, err)
-	}
-	return r, nil
-}
-
 // MarkStarted moves a pending run to running and stamps its start time; it
 // reports whether this call started the run. It also forgets the run's
 // throughput older than ten minutes, which status no longer shows.

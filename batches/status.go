@@ -84,28 +84,6 @@ ORDER BY version, run_number`, version)
 	return list, nil
 }
 
-// RecordedChecksums returns, per version, the checksum recorded with its
-// newest run.
-func RecordedChecksums(ctx context.Context, q Querier) (map[int64]string, error) {
-	rows, err := q.Query(ctx, `SELECT DISTINCT ON (version) version, checksum FROM backfill_runs ORDER BY version, run_number DESC`)
-	if err != nil {
-		return nil, fmt.Errorf("batches: reading the version table: %w", err)
-	}
-	out := map[int64]string{}
-	var (
-		v   int64
-		sum string
-	)
-	_, err = pgx.ForEachRow(rows, []any{&v, &sum}, func() error {
-		out[v] = sum
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("batches: reading the version table: %w", err)
-	}
-	return out, nil
-}
-
 // explain fills in the ETA and the reason an unfinished run is held back.
 func (s *RunStatus) explain() {
 	if s.State.Active() && s.RowsPerSecond > 0 {
@@ -132,7 +110,8 @@ func (s *RunStatus) explain() {
 	s.HeldBack = strings.Join(reasons, "; ")
 }
 
-// LatestRunInfo is the newest run of a version, as "enqueue list" shows it.
+// LatestRunInfo is the newest run of a version: what "list" shows, and the
+// checksum "pending" compares with the definition.
 type LatestRunInfo struct {
 	RunNumber int
 	Direction Direction

@@ -72,15 +72,15 @@ func (d Drift) String() string {
 // skip it.
 func (e *Enqueuer) Pending(ctx context.Context) (*PendingResult, error) {
 	res := &PendingResult{}
-	recorded, err := batches.RecordedChecksums(ctx, e.pool)
+	recorded, err := batches.LatestRuns(ctx, e.pool)
 	if err != nil {
 		return nil, err
 	}
 	var todo []*batches.Definition
 	for _, def := range e.registry.All() {
-		if sum, ok := recorded[def.Version]; ok {
-			if sum != def.Checksum {
-				res.Drifted = append(res.Drifted, Drift{Definition: def, RecordedChecksum: sum})
+		if latest, ok := recorded[def.Version]; ok {
+			if latest.Checksum != def.Checksum {
+				res.Drifted = append(res.Drifted, Drift{Definition: def, RecordedChecksum: latest.Checksum})
 			}
 			if def.Mode == batches.ModeAuto {
 				res.AlreadyEnqueued++

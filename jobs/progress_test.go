@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -35,20 +36,29 @@ func etaString(eta *float64) string {
 // partitions take about 12 s. While it runs, status must report the speed it
 // really goes at, say that the rate limit holds it back, and give an ETA that
 // the run then keeps.
+// countingRun creates table with rows rows and a backfill of it at version,
+// with header lines (batch 100 and 2 partitions, plus extra), and enqueues it.
+func countingRun(t *testing.T, table string, version int64, rows int, extra string) (*testBundle, *Enqueuer) {
+	t.Helper()
+	b := setup(t)
+	testdb.Exec(t, b.pool, `CREATE TABLE `+table+` (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
+INSERT INTO `+table+` (id) SELECT g FROM generate_series(1, `+itoa(rows)+`) g;
+ANALYZE `+table+`;`)
+	b.writeFile(t, fmt.Sprintf("%d_%s.sql", version, table), "-- table: "+table+"\n-- key: id\n-- batch: 100\n-- partitions: 2\n"+extra+
+		"UPDATE "+table+" SET n = n + 1 WHERE id BETWEEN @first AND @last;\n")
+	enq := b.load(t)
+	_, err := enq.Pending(context.Background())
+	require.NoError(t, err)
+	return b, enq
+}
+
 func TestProgress_RateAndETAMatchAPacedRun(t *testing.T) {
 	const (
 		rows    = 12000
 		limit   = 1000.0
 		version = 5
 	)
-	b := setup(t)
-	testdb.Exec(t, b.pool, `CREATE TABLE paced (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
-INSERT INTO paced (id) SELECT g FROM generate_series(1, `+itoa(rows)+`) g;
-ANALYZE paced;`)
-	b.writeFile(t, "5_paced.sql", "-- table: paced\n-- key: id\n-- batch: 100\n-- partitions: 2\n-- rate: 1000\n"+
-		"UPDATE paced SET n = n + 1 WHERE id BETWEEN @first AND @last;\n")
-	_, err := b.load(t).Pending(context.Background())
-	require.NoError(t, err)
+	b, _ := countingRun(t, "paced", version, rows, "-- rate: 1000\n")
 	b.startWorker(t, WorkerConfig{Concurrency: 4})
 
 	// Wait for the run to start, then sample once a second; the sample taken
@@ -120,15 +130,7 @@ func TestProgress_HeldBackReasons(t *testing.T) {
 		rows    = 3000
 		version = 6
 	)
-	b := setup(t)
-	testdb.Exec(t, b.pool, `CREATE TABLE idle (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
-INSERT INTO idle (id) SELECT g FROM generate_series(1, `+itoa(rows)+`) g;
-ANALYZE idle;`)
-	b.writeFile(t, "6_idle.sql", "-- table: idle\n-- key: id\n-- batch: 100\n-- partitions: 2\n"+
-		"UPDATE idle SET n = n + 1 WHERE id BETWEEN @first AND @last;\n")
-	enq := b.load(t)
-	_, err := enq.Pending(context.Background())
-	require.NoError(t, err)
+	b, enq := countingRun(t, "idle", version, rows, "")
 
 	// No worker: after a couple of seconds the jobs count as waiting.
 	st := latestStatus(t, b, version)
@@ -148,7 +150,7 @@ ANALYZE idle;`)
 	require.Equal(t, int64(rows), st.RowsEstimated)
 
 	// Paused: that is the reason, whatever else holds.
-	_, err = enq.Pause(context.Background(), version)
+	_, err := enq.Pause(context.Background(), version)
 	require.NoError(t, err)
 	st = latestStatus(t, b, version)
 	t.Logf("paused: %s, %.1f rows/s, ETA %s, held back: %q", st.State, st.RowsPerSecond, etaString(st.ETASeconds), st.HeldBack)
@@ -178,16 +180,8 @@ func TestProgress_ResumedBeforeItStarted(t *testing.T) {
 		limit   = 1000.0
 		version = 8
 	)
-	b := setup(t)
-	testdb.Exec(t, b.pool, `CREATE TABLE resumed (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
-INSERT INTO resumed (id) SELECT g FROM generate_series(1, `+itoa(rows)+`) g;
-ANALYZE resumed;`)
-	b.writeFile(t, "8_resumed.sql", "-- table: resumed\n-- key: id\n-- batch: 100\n-- partitions: 2\n-- rate: 1000\n"+
-		"UPDATE resumed SET n = n + 1 WHERE id BETWEEN @first AND @last;\n")
-	enq := b.load(t)
-	_, err := enq.Pending(context.Background())
-	require.NoError(t, err)
-	_, err = enq.Pause(context.Background(), version)
+	b, enq := countingRun(t, "resumed", version, rows, "-- rate: 1000\n")
+	_, err := enq.Pause(context.Background(), version)
 	require.NoError(t, err)
 	_, err = enq.Resume(context.Background(), version)
 	require.NoError(t, err)
@@ -224,15 +218,7 @@ func TestProgress_PausedTimeDoesNotCount(t *testing.T) {
 		limit   = 1000.0
 		version = 12
 	)
-	b := setup(t)
-	testdb.Exec(t, b.pool, `CREATE TABLE stood (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
-INSERT INTO stood (id) SELECT g FROM generate_series(1, `+itoa(rows)+`) g;
-ANALYZE stood;`)
-	b.writeFile(t, "12_stood.sql", "-- table: stood\n-- key: id\n-- batch: 100\n-- partitions: 2\n-- rate: 1000\n"+
-		"UPDATE stood SET n = n + 1 WHERE id BETWEEN @first AND @last;\n")
-	enq := b.load(t)
-	_, err := enq.Pending(context.Background())
-	require.NoError(t, err)
+	b, enq := countingRun(t, "stood", version, rows, "-- rate: 1000\n")
 	b.startWorker(t, WorkerConfig{Concurrency: 4})
 
 	deadline := time.Now().Add(15 * time.Second)
@@ -240,7 +226,7 @@ ANALYZE stood;`)
 		require.True(t, time.Now().Before(deadline), "the run did not start")
 		time.Sleep(20 * time.Millisecond)
 	}
-	_, err = enq.Pause(context.Background(), version)
+	_, err := enq.Pause(context.Background(), version)
 	require.NoError(t, err)
 	time.Sleep(4 * time.Second)
 	_, err = enq.Resume(context.Background(), version)
