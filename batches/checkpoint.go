@@ -136,7 +136,7 @@ ON CONFLICT (run_id, partition, second) DO UPDATE SET rows = backfill_throughput
 		}
 	}
 	if res.PartitionDone {
-		if res.RunState, err = settleRunTx(ctx, tx, run.ID); err != nil {
+		if res.RunState, err = settleRunTx(ctx, tx, run); err != nil {
 			return nil, err
 		}
 	}
@@ -188,7 +188,7 @@ RETURNING attempts`,
 	if _, err := tx.Exec(ctx, `UPDATE backfill_runs SET last_error = $2 WHERE id = $1`, p.Run.ID, message); err != nil {
 		return nil, fmt.Errorf("batches: recording failure of run %d: %w", p.Run.ID, err)
 	}
-	if f.RunState, err = settleRunTx(ctx, tx, p.Run.ID); err != nil {
+	if f.RunState, err = settleRunTx(ctx, tx, p.Run); err != nil {
 		return nil, err
 	}
 	return f, nil

@@ -7,23 +7,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
-
-// State is a run's state in the version table.
-type State string
-
-const (
-	StatePending   State = "pending"
-	StateRunning   State = "running"
-	StatePaused    State = "paused"
-	StateFailed    State = "failed"
-	StateCompleted State = "completed"
-	StateCancelled State = "cancelled"
-)
-
-// Active reports whether a run in this state still has work queued.
-func (s State) Active() bool { return s == StatePending || s == StateRunning }
 
 // Run is one row of the version table as the engine needs it to work batches.
 type Run struct {
@@ -168,12 +152,12 @@ func LoadRun(ctx context.Context, q Querier, id int64) (*Run, error) {
 	return r, nil
 }
 
-// LatestRun returns the newest run of a version, locked FOR UPDATE when tx is
-// a transaction that must change it.
+// LatestRun returns the newest run of a version, locked FOR NO KEY UPDATE
+// when forUpdate is set and q is a transaction that must change it.
 func LatestRun(ctx context.Context, q Querier, version int64, forUpdate bool) (*Run, error) {
 	sql := `SELECT ` + runColumns + ` FROM backfill_runs WHERE version = $1 ORDER BY run_number DESC LIMIT 1`
 	if forUpdate {
-		sql += ` FOR UPDATE`
+		sql += ` FOR NO KEY UPDATE` // see the lock order in lifecycle.go
 	}
 	r, err := scanRun(q.QueryRow(ctx, sql, version))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -183,76 +167,6 @@ func LatestRun(ctx context.Context, q Querier, version int64, forUpdate bool) (*
 		return nil, fmt.Errorf("batches: loading runs of version %d: %w", version, err)
 	}
 	return r, nil
-}
-
-// MarkStarted moves a pending run to running and stamps its start time; it
-// reports whether this call started the run. It also forgets the run's
-// throughput older than ten minutes, which status no longer shows.
-func MarkStarted(ctx context.Context, db interface {
-	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-}, runID int64) (bool, error) {
-	// A run resumed before any worker took it is running without a start.
-	tag, err := db.Exec(ctx, `UPDATE backfill_runs
-SET state = CASE WHEN state = 'pending' THEN 'running' ELSE state END, started_at = coalesce(started_at, now())
-WHERE id = $1 AND (state = 'pending' OR started_at IS NULL)`, runID)
-	if err != nil {
-		return false, fmt.Errorf("batches: starting run %d: %w", runID, err)
-	}
-	if _, err := db.Exec(ctx, `DELETE FROM backfill_throughput WHERE run_id = $1 AND second < now() - interval '10 minutes'`, runID); err != nil {
-		return false, fmt.Errorf("batches: pruning throughput of run %d: %w", runID, err)
-	}
-	return tag.RowsAffected() > 0, nil
-}
-
-// StateOf reads a run's state.
-func StateOf(ctx context.Context, q Querier, runID int64) (State, error) {
-	var s State
-	if err := q.QueryRow(ctx, `SELECT state FROM backfill_runs WHERE id = $1`, runID).Scan(&s); err != nil {
-		return "", fmt.Errorf("batches: reading the state of run %d: %w", runID, err)
-	}
-	return s, nil
-}
-
-// settleRunTx finishes a run whose partitions are all done or failed. It
-// locks the run row first so that two partitions finishing at once cannot
-// both see the other as unfinished.
-func settleRunTx(ctx context.Context, tx pgx.Tx, runID int64) (State, error) {
-	var state State
-	if err := tx.QueryRow(ctx, `SELECT state FROM backfill_runs WHERE id = $1 FOR UPDATE`, runID).Scan(&state); err != nil {
-		return "", fmt.Errorf("batches: settling run %d: %w", runID, err)
-	}
-	var active, failed int
-	if err := tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state IN ('pending', 'running')), count(*) FILTER (WHERE state = 'failed') FROM backfill_partitions WHERE run_id = $1`,
-		runID).Scan(&active, &failed); err != nil {
-		return "", fmt.Errorf("batches: settling run %d: %w", runID, err)
-	}
-	if active > 0 || !(state.Active() || state == StatePaused) {
-		return state, nil
-	}
-	next := StateCompleted
-	if failed > 0 {
-		next = StateFailed
-	}
-	if _, err := tx.Exec(ctx, `UPDATE backfill_runs SET state = $2, finished_at = now(), started_at = coalesce(started_at, now()) WHERE id = $1`, runID, next); err != nil {
-		return "", fmt.Errorf("batches: settling run %d: %w", runID, err)
-	}
-	return next, nil
-}
-
-// ReopenFailedTx puts a run's failed partitions, and those whose queue job is
-// gone, back to pending with their checkpoints kept, and the run back to
-// running. It returns the partitions that need a new job.
-func ReopenFailedTx(ctx context.Context, tx pgx.Tx, runID int64) ([]int, error) {
-	parts, err := reopenTx(ctx, tx, runID, true)
-	if err != nil {
-		return nil, err
-	}
-	if len(parts) > 0 {
-		if _, err := tx.Exec(ctx, `UPDATE backfill_runs SET state = 'running', finished_at = NULL, last_error = NULL, resumed_at = now() WHERE id = $1`, runID); err != nil {
-			return nil, fmt.Errorf("batches: reopening run %d: %w", runID, err)
-		}
-	}
-	return parts, nil
 }
 
 // checkStatementTx prepares a SQL file's statement, so that a typo or a

@@ -22,7 +22,7 @@ var (
 	// still in progress.
 	ErrBusy = errors.New("jobs: version has a run in progress")
 	// ErrNothingToRetry is returned by Retry when no batch of the run failed.
-	ErrNothingToRetry = errors.New("jobs: run has no failed batches")
+	ErrNothingToRetry = batches.ErrNothingToRetry
 	// ErrNotRevertible is returned by Revert when the definition has no down
 	// step or the forward run has not finished.
 	ErrNotRevertible = errors.New("jobs: cannot revert")
@@ -185,20 +185,8 @@ func (e *Enqueuer) Retry(ctx context.Context, version int64) (*batches.Run, int,
 	)
 	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		var err error
-		if run, err = batches.LatestRun(ctx, tx, version, true); err != nil {
+		if run, parts, err = batches.RetryTx(ctx, tx, version); err != nil {
 			return err
-		}
-		switch run.State {
-		case batches.StateCancelled:
-			return fmt.Errorf("%w: %s was cancelled; start a new run with run --again", batches.ErrWrongState, run.Label())
-		case batches.StatePaused:
-			return fmt.Errorf("%w: %s is paused; resume it first", batches.ErrWrongState, run.Label())
-		}
-		if parts, err = batches.ReopenFailedTx(ctx, tx, run.ID); err != nil {
-			return err
-		}
-		if len(parts) == 0 {
-			return fmt.Errorf("%w: %s is %s", ErrNothingToRetry, run.Label(), run.State)
 		}
 		return e.insertJobsTx(ctx, tx, run, parts)
 	})

@@ -18,6 +18,7 @@ import (
 
 	"github.com/backfill/backfill/batches"
 	"github.com/backfill/backfill/internal/cli"
+	"github.com/backfill/backfill/internal/logsummary"
 	"github.com/backfill/backfill/internal/web"
 	"github.com/backfill/backfill/jobs"
 )
@@ -96,6 +97,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return cli.Usagef("%v", err)
 	}
+	// Deferred first, so it runs last: summaries of faults during the
+	// shutdown are written too.
+	defer logsummary.CloseLogger(logger)
 	pool, err := s.OpenPool(ctx)
 	if err != nil {
 		return err

@@ -18,6 +18,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/backfill/backfill/internal/logsummary"
 )
 
 // DatabaseURLDefault is the local server, used when neither --database-url
@@ -94,20 +96,26 @@ func (s *Settings) OpenRedis(ctx context.Context) (*redis.Client, error) {
 	return client, nil
 }
 
-// Logger builds the process's logger on w.
+// Logger builds the process's logger on w. Warnings and errors that repeat
+// (River's and ours while PostgreSQL is down, say) are written once and then
+// summarised every 30s by logsummary; call logsummary.CloseLogger on the
+// logger at shutdown to write the summaries still pending.
 func (s *Settings) Logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(s.LogLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", s.LogLevel)
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
 	switch s.LogFormat {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		h = slog.NewTextHandler(w, opts)
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", s.LogFormat)
 	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", s.LogFormat)
+	return slog.New(logsummary.New(h, logsummary.Options{})), nil
 }
 
 // Redact returns a connection string with its password replaced by "xxxxx",
