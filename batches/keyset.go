@@ -24,9 +24,11 @@ func newKeysetQueries(o Options) *keysetQueries {
 	var q keysetQueries
 	for c := 0; c < 2; c++ {
 		for u := 0; u < 2; u++ {
-			var conds []string
+			// Without a cursor, NULL keys must be left out explicitly: they
+			// sort last and would end the partition early.
+			conds := []string{key + " IS NOT NULL"}
 			if c == 1 {
-				conds = append(conds, key+" > $1")
+				conds[0] = key + " > $1"
 			}
 			if u == 1 {
 				conds = append(conds, fmt.Sprintf("%s <= $%d", key, 1+c))

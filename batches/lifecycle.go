@@ -291,6 +291,26 @@ func settleRunTx(ctx context.Context, tx pgx.Tx, r *Run) (State, error) {
 	if active > 0 || !t.allows(state) {
 		return state, nil
 	}
+	if failed == 0 {
+		// Rows whose key became NULL after the run was enqueued were never
+		// visited: the run must not say it completed.
+		uncovered, err := nullKeyRows(ctx, tx, run.Options.ForDirection(run.Direction), 1001)
+		if err != nil {
+			return "", err
+		}
+		if uncovered > 0 {
+			t = failRun
+			msg := fmt.Sprintf("%d rows", uncovered)
+			if uncovered > 1000 {
+				msg = "more than 1000 rows"
+			}
+			msg += fmt.Sprintf(" of %s have a NULL %s and were never visited; give them keys (or leave them out with where), then cancel and run again",
+				quoteQualified(run.Options.Table), pgx.Identifier{run.Options.Key}.Sanitize())
+			if _, err := tx.Exec(ctx, `UPDATE backfill_runs SET last_error = $2 WHERE id = $1`, run.ID, msg); err != nil {
+				return "", fmt.Errorf("batches: settling %s: %w", run.Label(), err)
+			}
+		}
+	}
 	if err := t.applyTx(ctx, tx, &run); err != nil {
 		return "", err
 	}

@@ -29,8 +29,16 @@ type Plan struct {
 	Ranges        []KeyRange
 }
 
-// ErrNoIndex is returned by PlanRun when the key column has no index to walk.
-var ErrNoIndex = errors.New("batches: key column has no index")
+// Errors of PlanRun about the key column.
+var (
+	// ErrNoIndex: the key column has no index to walk.
+	ErrNoIndex = errors.New("batches: key column has no index")
+	// ErrKeyNotUnique: batches are cut on distinct key values, so a key with
+	// duplicates would give batches of any size and wrong counts.
+	ErrKeyNotUnique = errors.New("batches: key column is not unique")
+	// ErrNullKeys: rows whose key is NULL can never be in a batch.
+	ErrNullKeys = errors.New("batches: key column is NULL in some rows")
+)
 
 // PlanRun splits a table's key space into partitions without scanning it: it
 // reads the key's type, the planner's row estimate, and the smallest and
@@ -42,16 +50,22 @@ func PlanRun(ctx context.Context, q Querier, o Options) (*Plan, error) {
 		keyType   string
 		estimate  float64
 		hasIndex  bool
+		unique    bool
+		notNull   bool
 		schema    string
 		tableName string
 	)
+	// unique: a valid unique index on the key alone, without a predicate
+	// (a primary key is one).
 	err := q.QueryRow(ctx, `
-SELECT format_type(a.atttypid, a.atttypmod), c.reltuples::float8, n.nspname, c.relname,
-	EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indkey[0] = a.attnum)
+SELECT format_type(a.atttypid, a.atttypmod), c.reltuples::float8, n.nspname, c.relname, a.attnotnull,
+	EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisvalid AND i.indkey[0] = a.attnum),
+	EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisvalid AND i.indisunique
+		AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum AND i.indpred IS NULL)
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $2 AND NOT a.attisdropped
-WHERE c.oid = to_regclass($1)`, table, o.Key).Scan(&keyType, &estimate, &schema, &tableName, &hasIndex)
+WHERE c.oid = to_regclass($1)`, table, o.Key).Scan(&keyType, &estimate, &schema, &tableName, &notNull, &hasIndex, &unique)
 	if errors.Is(err, pgx.ErrNoRows) {
 		var exists bool
 		if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
@@ -65,8 +79,17 @@ WHERE c.oid = to_regclass($1)`, table, o.Key).Scan(&keyType, &estimate, &schema,
 	if err != nil {
 		return nil, fmt.Errorf("batches: planning %s: %w", o.Table, err)
 	}
+	key := pgx.Identifier{o.Key}.Sanitize()
 	if !hasIndex {
-		return nil, fmt.Errorf("%w: %s.%s needs an index whose first column it is, or every batch would scan the table", ErrNoIndex, table, pgx.Identifier{o.Key}.Sanitize())
+		return nil, fmt.Errorf("%w: %s.%s needs an index whose first column it is, or every batch would scan the table", ErrNoIndex, table, key)
+	}
+	if !unique {
+		return nil, fmt.Errorf("%w: %s.%s needs a primary key or a unique index on it alone, because batches are cut on distinct key values", ErrKeyNotUnique, table, key)
+	}
+	if !notNull {
+		if err := checkNoNullKeys(ctx, q, o); err != nil {
+			return nil, err
+		}
 	}
 	plan := &Plan{KeyType: keyType, RowsEstimated: max(int64(estimate), 0)}
 	if o.Where != "" {
@@ -85,10 +108,10 @@ WHERE c.oid = to_regclass($1)`, table, o.Key).Scan(&keyType, &estimate, &schema,
 		}
 	}
 
-	key := pgx.Identifier{o.Key}.Sanitize()
 	var lo, hi *string
-	// t.key, not key: ORDER BY a bare name would sort by the text output column.
-	err = q.QueryRow(ctx, fmt.Sprintf(`SELECT (SELECT t.%[1]s::text FROM %[2]s t ORDER BY t.%[1]s LIMIT 1), (SELECT t.%[1]s::text FROM %[2]s t ORDER BY t.%[1]s DESC LIMIT 1)`, key, table)).Scan(&lo, &hi)
+	// t.key, not key: ORDER BY a bare name would sort by the text output
+	// column. NULLs sort last, so the largest key must exclude them.
+	err = q.QueryRow(ctx, fmt.Sprintf(`SELECT (SELECT t.%[1]s::text FROM %[2]s t WHERE t.%[1]s IS NOT NULL ORDER BY t.%[1]s LIMIT 1), (SELECT t.%[1]s::text FROM %[2]s t WHERE t.%[1]s IS NOT NULL ORDER BY t.%[1]s DESC LIMIT 1)`, key, table)).Scan(&lo, &hi)
 	if err != nil {
 		return nil, fmt.Errorf("batches: reading the key range of %s: %w", table, err)
 	}
@@ -118,6 +141,37 @@ WHERE c.oid = to_regclass($1)`, table, o.Key).Scan(&keyType, &estimate, &schema,
 	}
 	plan.Ranges = append(plan.Ranges, KeyRange{Lower: lower})
 	return plan, nil
+}
+
+// checkNoNullKeys refuses a run over rows whose key is NULL: no batch can
+// hold them (the statement compares the key with @first and @last), so the
+// run would end without visiting them. A where that leaves them out is fine.
+// One probe of the key's index.
+func checkNoNullKeys(ctx context.Context, q Querier, o Options) error {
+	n, err := nullKeyRows(ctx, q, o, 1)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		key := pgx.Identifier{o.Key}.Sanitize()
+		return fmt.Errorf("%w: %s.%s is NULL in rows the backfill covers, and no batch can hold them; give them keys, make the column NOT NULL, or leave them out with \"where: %s IS NOT NULL\"",
+			ErrNullKeys, quoteQualified(o.Table), key, key)
+	}
+	return nil
+}
+
+// nullKeyRows counts up to limit rows that match o.Where and have a NULL key.
+func nullKeyRows(ctx context.Context, q Querier, o Options, limit int) (int64, error) {
+	cond := "t." + pgx.Identifier{o.Key}.Sanitize() + " IS NULL"
+	if o.Where != "" {
+		cond += " AND (" + o.Where + "\n)"
+	}
+	var n int64
+	err := q.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s t WHERE %s LIMIT %d) x`, quoteQualified(o.Table), cond, limit)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("batches: looking for NULL keys in %s: %w", o.Table, err)
+	}
+	return n, nil
 }
 
 // splitIntegers returns n-1 ascending inner bounds between lo and hi.
