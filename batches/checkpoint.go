@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -27,6 +28,12 @@ type BatchParams struct {
 	// job_id is this job.
 	JobID int64
 	Step  BatchFunc
+	// Timeouts bound the batch's transaction; zero fields take the defaults,
+	// and the run's own lock and statement timeouts win.
+	Timeouts Timeouts
+	// Monitor, when set, is asked who blocks a batch that waits long on a
+	// lock (another connection than the batch's).
+	Monitor Querier
 }
 
 // BatchResult says what one call of ProcessBatchTx did.
@@ -44,11 +51,23 @@ type BatchResult struct {
 type BatchError struct {
 	Batch Batch
 	Err   error
+	// Blockers are the sessions whose locks the batch was waiting for.
+	Blockers []int32
 }
 
 func (e *BatchError) Error() string {
-	return fmt.Sprintf("batch %s..%s of partition %d: %s", e.Batch.First, e.Batch.Last, e.Batch.Partition, describeError(e.Err))
+	s := fmt.Sprintf("batch %s..%s of partition %d: %s", e.Batch.First, e.Batch.Last, e.Batch.Partition, describeError(e.Err))
+	if b := describeBlockers(e.Blockers); b != "" {
+		s += " (" + b + ")"
+	}
+	return s
 }
+
+// ErrKeysOutOfRange is a batch whose keys are not after the partition's
+// checkpoint or not within its range: the partition would never advance, so
+// it fails at once instead of looping. The where condition is the usual
+// cause (it is checked when the file is read; this is the safety net).
+var ErrKeysOutOfRange = errors.New("batches: the next batch's keys are outside the partition's remaining range")
 
 func (e *BatchError) Unwrap() error { return e.Err }
 
@@ -70,13 +89,18 @@ func describeError(err error) string {
 // returned as *BatchError; the caller must roll tx back.
 func ProcessBatchTx(ctx context.Context, tx pgx.Tx, p BatchParams) (*BatchResult, error) {
 	run := p.Run
+	timeouts := p.Timeouts.WithDefaults().ForRun(run.Options)
+	pid, err := timeouts.SetTx(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
 	var (
 		cursor, upper *string
 		state         string
 		jobID         *int64
 		runState      State
 	)
-	err := tx.QueryRow(ctx, `
+	err = tx.QueryRow(ctx, `
 SELECT bp.cursor_key, bp.upper_key, bp.state, bp.job_id, r.state
 FROM backfill_partitions bp JOIN backfill_runs r ON r.id = bp.run_id
 WHERE bp.run_id = $1 AND bp.partition = $2
@@ -103,9 +127,10 @@ FOR UPDATE OF bp`, run.ID, p.Partition).Scan(&cursor, &upper, &state, &jobID, &r
 	}
 	if ok {
 		res.Batch.First, res.Batch.Last, res.Batch.Rows = first, last, n
+		watch := watchLocks(ctx, p.Monitor, pid, min(timeouts.Lock/2, time.Second))
 		affected, err := p.Step(ctx, tx, res.Batch)
-		if err != nil {
-			return nil, &BatchError{Batch: res.Batch, Err: err}
+		if blockers := watch.stop(); err != nil {
+			return nil, &BatchError{Batch: res.Batch, Err: err, Blockers: blockers}
 		}
 		res.RowsAffected = affected
 		// Fewer keys than a batch means the range is used up: finish now
@@ -168,6 +193,10 @@ func RecordFailureTx(ctx context.Context, tx pgx.Tx, p BatchParams, failure erro
 		first, last, message = &be.Batch.First, &be.Batch.Last, be.Error()
 	}
 	f := &Failure{RunState: StateRunning}
+	maxAttempts := p.Run.Options.MaxAttempts
+	if errors.Is(failure, ErrKeysOutOfRange) {
+		maxAttempts = 1 // trying again cannot help
+	}
 	err := tx.QueryRow(ctx, `
 UPDATE backfill_partitions
 SET attempts = attempts + 1,
@@ -175,14 +204,14 @@ SET attempts = attempts + 1,
 	last_error = $5, failed_first = $6, failed_last = $7, updated_at = now()
 WHERE run_id = $1 AND partition = $2 AND job_id = $3 AND state IN ('pending', 'running')
 RETURNING attempts`,
-		p.Run.ID, p.Partition, p.JobID, p.Run.Options.MaxAttempts, message, first, last).Scan(&f.Attempt)
+		p.Run.ID, p.Partition, p.JobID, maxAttempts, message, first, last).Scan(&f.Attempt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotOwner
 	}
 	if err != nil {
 		return nil, fmt.Errorf("batches: recording failure of partition %d of run %d: %w", p.Partition, p.Run.ID, err)
 	}
-	if f.Final = f.Attempt >= p.Run.Options.MaxAttempts; !f.Final {
+	if f.Final = f.Attempt >= maxAttempts; !f.Final {
 		return f, nil
 	}
 	if _, err := tx.Exec(ctx, `UPDATE backfill_runs SET last_error = $2 WHERE id = $1`, p.Run.ID, message); err != nil {

@@ -6,7 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"math"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -36,6 +36,23 @@ const (
 	MaxAttemptsDefault = 5
 )
 
+// Bounds of Options fields. A batch is one statement in one transaction: a
+// million rows is far more than one should hold. A rate under one row per
+// second is a slip rather than a plan (1e-12 scheduled the next batch three
+// centuries ahead); above 1e9 rows per second it limits nothing.
+const (
+	BatchSizeMax   = 1_000_000
+	RateMin        = 1
+	RateMax        = 1e9
+	PartitionsMax  = 1024
+	MaxAttemptsMax = 100
+
+	LockTimeoutMin      = 10 * time.Millisecond
+	LockTimeoutMax      = 10 * time.Minute
+	StatementTimeoutMin = 100 * time.Millisecond
+	StatementTimeoutMax = time.Hour
+)
+
 // Options say which key space a backfill walks and how fast.
 type Options struct {
 	// Table is the table whose key space is walked, optionally schema-qualified
@@ -60,6 +77,11 @@ type Options struct {
 	// MaxAttempts is how often a failing batch is tried before it is recorded as
 	// failed (MaxAttemptsDefault when 0).
 	MaxAttempts int `json:"attempts"`
+	// LockTimeout bounds how long a batch waits for a row or table lock
+	// (0: the worker's --lock-timeout).
+	LockTimeout time.Duration `json:"lock_timeout,omitempty"`
+	// StatementTimeout bounds one batch's statement (0: the worker's --statement-timeout).
+	StatementTimeout time.Duration `json:"statement_timeout,omitempty"`
 }
 
 // WithDefaults returns o with zero fields set to their defaults.
@@ -92,17 +114,37 @@ func (o Options) validate() error {
 		return fmt.Errorf("table is missing")
 	case o.Key == "":
 		return fmt.Errorf("key is missing")
-	case o.BatchSize < 1:
-		return fmt.Errorf("batch must be at least 1, got %d", o.BatchSize)
-	case o.Rate < 0 || math.IsNaN(o.Rate) || math.IsInf(o.Rate, 0):
-		return fmt.Errorf("rate must be a number of rows per second, 0 or more, got %g", o.Rate)
-	case o.Partitions < 1 || o.Partitions > 1024:
-		return fmt.Errorf("partitions must be between 1 and 1024, got %d", o.Partitions)
-	case o.MaxAttempts < 1 || o.MaxAttempts > 100:
-		return fmt.Errorf("attempts must be between 1 and 100, got %d", o.MaxAttempts)
+	case o.BatchSize < 1 || o.BatchSize > BatchSizeMax:
+		return fmt.Errorf("batch must be between 1 and %d, got %d", BatchSizeMax, o.BatchSize)
+	case !validRate(o.Rate):
+		return fmt.Errorf("rate must be 0 (unlimited) or between %d and %.0f rows per second, got %g", RateMin, RateMax, o.Rate)
+	case o.Partitions < 1 || o.Partitions > PartitionsMax:
+		return fmt.Errorf("partitions must be between 1 and %d, got %d", PartitionsMax, o.Partitions)
+	case o.MaxAttempts < 1 || o.MaxAttempts > MaxAttemptsMax:
+		return fmt.Errorf("attempts must be between 1 and %d, got %d", MaxAttemptsMax, o.MaxAttempts)
+	case o.LockTimeout != 0 && !within(o.LockTimeout, LockTimeoutMin, LockTimeoutMax):
+		return fmt.Errorf("lock_timeout must be 0 (the worker's --lock-timeout) or between %s and %s, got %s", LockTimeoutMin, LockTimeoutMax, o.LockTimeout)
+	case o.StatementTimeout != 0 && !within(o.StatementTimeout, StatementTimeoutMin, StatementTimeoutMax):
+		return fmt.Errorf("statement_timeout must be 0 (the worker's --statement-timeout) or between %s and %s, got %s", StatementTimeoutMin, StatementTimeoutMax, o.StatementTimeout)
+	}
+	// Empty conditions are no conditions here; a header must not leave
+	// where empty (setOption).
+	for _, c := range []struct{ key, cond string }{{"where", o.Where}, {"down_where", o.DownWhere}} {
+		if c.cond == "" {
+			continue
+		}
+		if err := checkCondition(c.cond); err != nil {
+			return fmt.Errorf("%s: %w", c.key, err)
+		}
 	}
 	return nil
 }
+
+// validRate reports whether r is 0 (unlimited) or within RateMin..RateMax.
+// NaN fails both comparisons.
+func validRate(r float64) bool { return r == 0 || r >= RateMin && r <= RateMax }
+
+func within(d, lo, hi time.Duration) bool { return d >= lo && d <= hi }
 
 // Batch is one slice of a partition's key space. First and Last are actual key
 // values (both inclusive) in their text form; compare them in SQL, where the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -60,13 +61,22 @@ func (d *DryRun) ETAAtRate() (eta time.Duration, ok bool) {
 	if d.Options.Rate <= 0 {
 		return 0, false
 	}
-	return time.Duration(float64(d.RowsEstimated()) / d.Options.Rate * float64(time.Second)), true
+	return saturated(float64(d.RowsEstimated()) / d.Options.Rate * float64(time.Second)), true
 }
 
 // ETAFromBatch is how long the estimated batches take if each takes as long
 // as the dry run's, worked one at a time and with parallel batches at once.
 func (d *DryRun) ETAFromBatch(parallel int) time.Duration {
-	return time.Duration(float64(d.Duration) * float64(d.BatchesEstimated()) / float64(max(parallel, 1)))
+	return saturated(float64(d.Duration) * float64(d.BatchesEstimated()) / float64(max(parallel, 1)))
+}
+
+// saturated converts nanoseconds to a Duration, capped at the longest one
+// (about 292 years) where a plain conversion would wrap around.
+func saturated(ns float64) time.Duration {
+	if ns >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return time.Duration(ns)
 }
 
 // DryRunTx plans a run of def in dir, checks its statement, and runs the

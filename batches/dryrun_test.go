@@ -178,3 +178,26 @@ func TestDryRun_Estimates(t *testing.T) {
 	_, ok = d.ETAAtRate()
 	require.False(t, ok)
 }
+
+// ETAs too long for a time.Duration saturate instead of wrapping around to
+// a negative (or small) one.
+func TestDryRun_ETAsSaturate(t *testing.T) {
+	t.Parallel()
+	d := &batches.DryRun{
+		Options:            batches.Options{BatchSize: 1, Rate: 1},
+		Plan:               &batches.Plan{RowsEstimated: 1 << 62, Ranges: make([]batches.KeyRange, 1)},
+		PartitionsWithRows: 1,
+		Ran:                true,
+		Batch:              batches.Batch{Rows: 1},
+		Duration:           time.Hour,
+	}
+	const longest = time.Duration(1<<63 - 1)
+	eta, ok := d.ETAAtRate()
+	require.True(t, ok)
+	require.Equal(t, longest, eta)
+	require.Equal(t, longest, d.ETAFromBatch(1))
+	require.Equal(t, longest, d.ETAFromBatch(1024))
+	// Just below the limit, the value is kept.
+	d.Plan.RowsEstimated = 1000
+	require.Equal(t, 1000*time.Hour, d.ETAFromBatch(1))
+}

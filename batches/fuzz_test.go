@@ -36,6 +36,15 @@ var parseSQLSeeds = []string{
 	testHeader + "UPDATE t SET x = 1 /* /* */ @first */ WHERE id <= @last",
 	testHeader + "UPDATE t SET x = doc @@first WHERE id <= @last",
 	testHeader + "\xff" + validStatement,
+	testHeader + "-- where: 1=1) OR (1=1\n" + validStatement,
+	testHeader + "-- where: (a = ')')\n-- down_where: a = 1 -- comment )\n" + validStatement,
+	testHeader + "-- where: $$)$$ = x\n-- down_where: \"odd)name\" = 1\n" + validStatement,
+	testHeader + "-- where: a=1; DROP TABLE x\n" + validStatement,
+	testHeader + "-- where: /* ( */ a = 1 /* open\n" + validStatement,
+	testHeader + "-- batch: 1000001\n-- rate: 1e-12\n" + validStatement,
+	testHeader + "-- lock_timeout: 2s\n-- statement_timeout: 30s\n" + validStatement,
+	testHeader + "-- lock_timeout: 0\n" + validStatement,
+	testHeader + "UPDATE t SET x = '\x00' WHERE id BETWEEN @first AND @last",
 }
 
 // FuzzParseSQL checks that ParseSQL never panics, fails only with a

@@ -45,9 +45,23 @@ func newKeysetQueries(o Options) *keysetQueries {
 				}
 			}
 			from := fmt.Sprintf("FROM %s t%s", table, where)
-			q.full[c][u] = fmt.Sprintf(`SELECT (SELECT %[1]s::text %[2]s ORDER BY %[1]s LIMIT 1), (SELECT %[1]s::text %[2]s ORDER BY %[1]s OFFSET $%[3]d LIMIT 1)`,
-				key, from, 1+c+u)
-			q.partial[c][u] = fmt.Sprintf(`SELECT (SELECT %[1]s::text %[2]s ORDER BY %[1]s DESC LIMIT 1), (SELECT count(*) %[2]s)`, key, from)
+			// inRange checks the keys found against the checkpoint and the
+			// upper bound in the key's own order: a condition that escapes
+			// them must fail the partition, not loop over the same batch.
+			inRange := func(col string) string {
+				check := "true"
+				if c == 1 {
+					check += " AND " + col + " > $1"
+				}
+				if u == 1 {
+					check += fmt.Sprintf(" AND %s <= $%d", col, 1+c)
+				}
+				return check
+			}
+			q.full[c][u] = fmt.Sprintf(`SELECT s.f::text, s.l::text, %[4]s AND %[5]s FROM (SELECT (SELECT %[1]s %[2]s ORDER BY %[1]s LIMIT 1) f, (SELECT %[1]s %[2]s ORDER BY %[1]s OFFSET $%[3]d LIMIT 1) l) s`,
+				key, from, 1+c+u, inRange("s.f"), inRange("coalesce(s.l, s.f)"))
+			q.partial[c][u] = fmt.Sprintf(`SELECT s.l::text, s.n, %[3]s FROM (SELECT (SELECT %[1]s %[2]s ORDER BY %[1]s DESC LIMIT 1) l, (SELECT count(*) %[2]s) n) s`,
+				key, from, inRange("s.l"))
 		}
 	}
 	return &q
@@ -64,21 +78,33 @@ func (q *keysetQueries) nextBatch(ctx context.Context, tx pgx.Tx, batchSize int,
 	if upper != nil {
 		u, args = 1, append(args, *upper)
 	}
-	var firstKey, lastKey *string
-	if err := tx.QueryRow(ctx, q.full[c][u], append(args, batchSize-1)...).Scan(&firstKey, &lastKey); err != nil {
+	var (
+		firstKey, lastKey *string
+		inRange           *bool
+	)
+	outOfRange := func(key string) error {
+		return fmt.Errorf("%w: key %s is not after the checkpoint %s or beyond the partition's last key %s; check the where condition", ErrKeysOutOfRange, key, deref(cursor), deref(upper))
+	}
+	if err := tx.QueryRow(ctx, q.full[c][u], append(args, batchSize-1)...).Scan(&firstKey, &lastKey, &inRange); err != nil {
 		return "", "", 0, false, err
 	}
 	if firstKey == nil {
 		return "", "", 0, false, nil
 	}
+	if inRange != nil && !*inRange {
+		return "", "", 0, false, outOfRange(*firstKey)
+	}
 	if lastKey != nil {
 		return *firstKey, *lastKey, int64(batchSize), true, nil
 	}
-	if err := tx.QueryRow(ctx, q.partial[c][u], args...).Scan(&lastKey, &rows); err != nil {
+	if err := tx.QueryRow(ctx, q.partial[c][u], args...).Scan(&lastKey, &rows, &inRange); err != nil {
 		return "", "", 0, false, err
 	}
 	if lastKey == nil { // the keys were deleted between the two queries
 		return "", "", 0, false, nil
+	}
+	if inRange != nil && !*inRange {
+		return "", "", 0, false, outOfRange(*lastKey)
 	}
 	return *firstKey, *lastKey, rows, true, nil
 }

@@ -199,10 +199,10 @@ func RetryTx(ctx context.Context, tx pgx.Tx, version int64) (*Run, []int, error)
 	if run.State, err = lockRunTx(ctx, tx, run.ID); err != nil {
 		return nil, nil, err
 	}
-	if !retryRun.allows(run.State) {
+	if !retryRun.allows(run.State) && run.State != StateCompleted {
 		return nil, nil, retryRun.refuse(run)
 	}
-	if len(parts) == 0 {
+	if len(parts) == 0 || run.State == StateCompleted {
 		return nil, nil, fmt.Errorf("%w: %s is %s", ErrNothingToRetry, run.Label(), run.State)
 	}
 	if _, err := tx.Exec(ctx, `UPDATE backfill_partitions SET state = 'pending' WHERE run_id = $1 AND state = 'failed'`, run.ID); err != nil {

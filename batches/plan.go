@@ -1,6 +1,7 @@
 package batches
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -92,7 +93,9 @@ WHERE c.oid = to_regclass($1)`, table, o.Key).Scan(&keyType, &estimate, &schema,
 		}
 	}
 	plan := &Plan{KeyType: keyType, RowsEstimated: max(int64(estimate), 0)}
-	if o.Where != "" {
+	// A table never analysed has no row count (-1); the planner's own guess
+	// from its size on disk is far better than none.
+	if o.Where != "" || estimate < 0 {
 		// The planner's estimate of the matching rows: honest progress for
 		// filtered runs, and the condition is checked before anything runs.
 		var explained []struct {
@@ -100,10 +103,10 @@ WHERE c.oid = to_regclass($1)`, table, o.Key).Scan(&keyType, &estimate, &schema,
 				Rows float64 `json:"Plan Rows"`
 			}
 		}
-		if err := q.QueryRow(ctx, fmt.Sprintf("EXPLAIN (FORMAT JSON) SELECT 1 FROM %s WHERE (%s\n)", table, o.Where)).Scan(&explained); err != nil {
+		if err := q.QueryRow(ctx, fmt.Sprintf("EXPLAIN (FORMAT JSON) SELECT 1 FROM %s WHERE (%s\n)", table, cmp.Or(o.Where, "true"))).Scan(&explained); err != nil {
 			return nil, fmt.Errorf("batches: the where condition of %s does not work: %s", o.Table, describeError(err))
 		}
-		if len(explained) == 1 && estimate >= 0 {
+		if len(explained) == 1 {
 			plan.RowsEstimated = int64(explained[0].Plan.Rows)
 		}
 	}
@@ -114,6 +117,11 @@ WHERE c.oid = to_regclass($1)`, table, o.Key).Scan(&keyType, &estimate, &schema,
 	err = q.QueryRow(ctx, fmt.Sprintf(`SELECT (SELECT t.%[1]s::text FROM %[2]s t WHERE t.%[1]s IS NOT NULL ORDER BY t.%[1]s LIMIT 1), (SELECT t.%[1]s::text FROM %[2]s t WHERE t.%[1]s IS NOT NULL ORDER BY t.%[1]s DESC LIMIT 1)`, key, table)).Scan(&lo, &hi)
 	if err != nil {
 		return nil, fmt.Errorf("batches: reading the key range of %s: %w", table, err)
+	}
+	if lo == nil {
+		// No keys at all: the planner's guess for a table never vacuumed
+		// assumes ten pages, but there is nothing to do.
+		plan.RowsEstimated = 0
 	}
 	n := o.Partitions
 	if estimate >= 0 { // -1 means never analysed: trust the option

@@ -3,14 +3,16 @@ package batches
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
-	"math"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -43,8 +45,9 @@ func (e *FileError) Unwrap() error { return e.Err }
 
 // LoadDir reads every backfill file of dir: DIR/<version>_<name>.sql are
 // automatic, DIR/manual/<version>_<name>.sql manual. A missing dir holds no
-// backfills. Other .sql files, and any invalid file, are errors naming the file
-// and line.
+// backfills. Other .sql files (whatever the case of ".sql"), files that are
+// not plain files, and any invalid file are errors naming the file and line.
+// Folders, and files not ending in .sql, are not read.
 func LoadDir(dir string) ([]*Definition, error) {
 	var defs []*Definition
 	for _, sub := range []struct {
@@ -59,10 +62,15 @@ func LoadDir(dir string) ([]*Definition, error) {
 			return nil, fmt.Errorf("batches: reading backfill directory: %w", err)
 		}
 		for _, e := range entries {
-			if e.IsDir() || !strings.HasSuffix(e.Name(), ".sql") {
+			if !strings.EqualFold(filepath.Ext(e.Name()), ".sql") {
 				continue
 			}
-			def, err := ParseFile(filepath.Join(sub.path, e.Name()), sub.mode)
+			path := filepath.Join(sub.path, e.Name())
+			// A folder (or a link to one) is no file, whatever its name.
+			if info, err := os.Stat(path); err == nil && info.IsDir() {
+				continue
+			}
+			def, err := ParseFile(path, sub.mode)
 			if err != nil {
 				return nil, err
 			}
@@ -75,17 +83,17 @@ func LoadDir(dir string) ([]*Definition, error) {
 
 // ParseFile reads one backfill file.
 func ParseFile(path string, mode Mode) (*Definition, error) {
-	content, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("batches: %w", err)
-	}
 	m := fileNamePattern.FindStringSubmatch(filepath.Base(path))
 	if m == nil {
-		return nil, &FileError{Path: path, Err: fmt.Errorf("file name must be <version>_<name>.sql with a positive integer version and a lower-case name of letters, digits and underscores")}
+		return nil, &FileError{Path: path, Err: errors.New(`file name must be <version>_<name>.sql, such as 20260301120000_fill_prices.sql: a positive integer version, a lower-case name of letters, digits and underscores, and ".sql" in lower case`)}
 	}
 	version, err := strconv.ParseInt(m[1], 10, 64)
 	if err != nil || version < 1 {
 		return nil, &FileError{Path: path, Err: fmt.Errorf("version %q must be a positive 64-bit integer", m[1])}
+	}
+	content, err := readPlainFile(path)
+	if err != nil {
+		return nil, err
 	}
 	def, err := ParseSQL(string(content))
 	if err != nil {
@@ -98,6 +106,48 @@ func ParseFile(path string, mode Mode) (*Definition, error) {
 	def.Checksum = checksumOf(mode, string(content))
 	return def, nil
 }
+
+// readPlainFile reads path, which must be a regular file or a link to one:
+// opening a named pipe would block until something writes to it.
+func readPlainFile(path string) ([]byte, error) {
+	fail := func(err error) error {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is named already
+		}
+		return &FileError{Path: path, Err: err}
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fail(err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fail(fmt.Errorf("not a regular file but %s; a backfill must be a plain file", kindOf(info.Mode())))
+	}
+	content, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fail(err)
+	}
+	return content, nil
+}
+
+func kindOf(mode fs.FileMode) string {
+	switch {
+	case mode.IsDir():
+		return "a directory"
+	case mode&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case mode&fs.ModeSocket != 0:
+		return "a socket"
+	case mode&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file"
+}
+
+// maxLineBytes is the longest line a backfill file may have, its line end
+// included. Longer lines are mistakes (a data dump pasted in), not SQL.
+const maxLineBytes = 1 << 20
 
 // ParseSQL parses a backfill file's content: header comments, the statement,
 // and optionally "-- down" and the revert statement. Errors are *FileError
@@ -116,11 +166,16 @@ func ParseSQL(content string) (*Definition, error) {
 		return &FileError{Line: line, Err: fmt.Errorf(format, args...)}
 	}
 	scanner := bufio.NewScanner(strings.NewReader(content))
-	scanner.Buffer(make([]byte, 64*1024), 16*1024*1024)
-	for n := 1; scanner.Scan(); n++ {
+	scanner.Buffer(make([]byte, 64*1024), maxLineBytes)
+	n := 0 // the line being read
+	for scanner.Scan() {
+		n++
 		line := scanner.Text()
 		if !utf8.ValidString(line) {
 			return nil, fail(n, "the line is not valid UTF-8")
+		}
+		if strings.IndexByte(line, 0) >= 0 {
+			return nil, fail(n, "the line contains a NUL byte, which PostgreSQL does not accept in SQL text")
 		}
 		trimmed := strings.TrimSpace(line)
 		if downPattern.MatchString(trimmed) {
@@ -160,8 +215,10 @@ func ParseSQL(content string) (*Definition, error) {
 		target.WriteString(line)
 		target.WriteByte('\n')
 	}
-	if err := scanner.Err(); err != nil {
-		return nil, &FileError{Err: err}
+	if err := scanner.Err(); errors.Is(err, bufio.ErrTooLong) {
+		return nil, fail(n+1, "the line is longer than 1 MiB (%d bytes), the most a line may have", maxLineBytes)
+	} else if err != nil {
+		return nil, fail(n+1, "%v", err)
 	}
 	if _, ok := seen["table"]; !ok {
 		return nil, fail(1, "header \"-- table: NAME\" is missing")
@@ -202,6 +259,13 @@ func setOption(o *Options, key, value string) error {
 		}
 		return n, nil
 	}
+	duration := func(least, most time.Duration) (time.Duration, error) {
+		d, err := time.ParseDuration(value)
+		if err != nil || !within(d, least, most) {
+			return 0, fmt.Errorf("%s: want a duration between %s and %s (such as 500ms, 2s or 1m), got %q", key, least, most, value)
+		}
+		return d, nil
+	}
 	var err error
 	switch key {
 	case "table":
@@ -209,8 +273,8 @@ func setOption(o *Options, key, value string) error {
 	case "key":
 		o.Key, err = identifierValue(key, value, 1)
 	case "where", "down_where":
-		if value == "" {
-			err = fmt.Errorf("%s: condition is empty", key)
+		if err = checkCondition(value); err != nil {
+			err = fmt.Errorf("%s: %w", key, err)
 		}
 		if key == "where" {
 			o.Where = value
@@ -218,18 +282,24 @@ func setOption(o *Options, key, value string) error {
 			o.DownWhere = value
 		}
 	case "batch":
-		o.BatchSize, err = positive(math.MaxInt)
+		o.BatchSize, err = positive(BatchSizeMax) // bounds as Options.validate
 	case "partitions":
-		o.Partitions, err = positive(1024) // as Options.validate
+		o.Partitions, err = positive(PartitionsMax)
 	case "attempts":
-		o.MaxAttempts, err = positive(100) // as Options.validate
+		o.MaxAttempts, err = positive(MaxAttemptsMax)
 	case "rate":
 		o.Rate, err = strconv.ParseFloat(value, 64)
-		if err != nil || o.Rate < 0 || math.IsNaN(o.Rate) || math.IsInf(o.Rate, 0) {
-			err = fmt.Errorf("rate: want rows per second (a number, 0 for unlimited), got %q", value)
+		if err != nil || !validRate(o.Rate) {
+			err = fmt.Errorf("rate: want 0 (unlimited) or rows per second between %d and %.0f, got %q", RateMin, RateMax, value)
 		}
+	case "lock_timeout":
+		// 0 is refused here: to PostgreSQL it means no limit at all, while
+		// leaving the key out means the worker's default.
+		o.LockTimeout, err = duration(LockTimeoutMin, LockTimeoutMax)
+	case "statement_timeout":
+		o.StatementTimeout, err = duration(StatementTimeoutMin, StatementTimeoutMax)
 	default:
-		err = fmt.Errorf("unknown header key %q (known: table, key, where, down_where, batch, rate, partitions, attempts)", key)
+		err = fmt.Errorf("unknown header key %q (known: table, key, where, down_where, batch, rate, partitions, attempts, lock_timeout, statement_timeout)", key)
 	}
 	return err
 }

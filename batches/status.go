@@ -3,6 +3,7 @@ package batches
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -11,19 +12,22 @@ import (
 
 // RunStatus is one run as status shows it (the backfill_status view).
 type RunStatus struct {
-	Version          int64     `json:"version"`
-	Name             string    `json:"name"`
-	Mode             Mode      `json:"mode"`
-	Direction        Direction `json:"direction"`
-	RunNumber        int       `json:"run"`
-	State            State     `json:"state"`
-	RowsDone         int64     `json:"rows_done"`
-	RowsAffected     int64     `json:"rows_affected"`
-	RowsEstimated    int64     `json:"rows_estimated"`
-	BatchesDone      int64     `json:"batches_done"`
-	BatchesFailed    int64     `json:"batches_failed"`
-	Partitions       int64     `json:"partitions"`
-	PartitionsActive int64     `json:"partitions_active"`
+	Version      int64     `json:"version"`
+	Name         string    `json:"name"`
+	Mode         Mode      `json:"mode"`
+	Direction    Direction `json:"direction"`
+	RunNumber    int       `json:"run"`
+	State        State     `json:"state"`
+	RowsDone     int64     `json:"rows_done"`
+	RowsAffected int64     `json:"rows_affected"`
+	// RowsEstimated is the planner's estimate of the rows to do until the
+	// run completed, then the rows done; 0 while unknown (the run has done
+	// as many rows as estimated, so the estimate was wrong).
+	RowsEstimated    int64 `json:"rows_estimated"`
+	BatchesDone      int64 `json:"batches_done"`
+	BatchesFailed    int64 `json:"batches_failed"`
+	Partitions       int64 `json:"partitions"`
+	PartitionsActive int64 `json:"partitions_active"`
 	// PartitionsRunning counts partitions a worker is working now, and
 	// PartitionsWaiting those whose job has waited for a worker for more
 	// than two seconds.
@@ -84,9 +88,18 @@ ORDER BY version, run_number`, version)
 	return list, nil
 }
 
+// lockWaitPattern finds the lock holders a failed batch recorded (see
+// describeBlockers).
+var lockWaitPattern = regexp.MustCompile(`waiting on a lock held by pids? [0-9, ]*[0-9]`)
+
 // explain fills in the ETA and the reason an unfinished run is held back.
 func (s *RunStatus) explain() {
-	if s.State.Active() && s.RowsPerSecond > 0 {
+	// An unfinished run that has done as many rows as estimated has an
+	// estimate that was wrong: its total is unknown, not nearly reached.
+	if s.State != StateCompleted && s.RowsDone >= s.RowsEstimated {
+		s.RowsEstimated = 0
+	}
+	if s.State.Active() && s.RowsPerSecond > 0 && s.RowsEstimated > 0 {
 		eta := float64(max(s.RowsEstimated-s.RowsDone, 0)) / s.RowsPerSecond
 		s.ETASeconds = &eta
 	}
@@ -98,6 +111,11 @@ func (s *RunStatus) explain() {
 	default:
 		if s.RetryingAttempt > 0 {
 			reasons = append(reasons, fmt.Sprintf("retrying a failed batch (attempt %d of %d)", s.RetryingAttempt+1, s.MaxAttempts))
+			if s.LastError != nil {
+				if lock := lockWaitPattern.FindString(*s.LastError); lock != "" {
+					reasons = append(reasons, lock)
+				}
+			}
 		}
 		// Within 10% of the limit: the limit, not the work, sets the pace.
 		if s.Rate > 0 && s.RowsPerSecond >= 0.9*s.Rate {

@@ -48,6 +48,9 @@ type BatchWorker struct {
 	Observer Observer
 	// Slice is how long one job keeps working batches before it hands over.
 	Slice time.Duration
+	// Timeouts bound each batch's transaction (a backfill may set its own
+	// lock and statement timeouts).
+	Timeouts batches.Timeouts
 	// Stopping is closed when the process shuts down: jobs hand over after
 	// the batch in flight instead of starting another.
 	Stopping <-chan struct{}
@@ -71,7 +74,7 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 	if !run.State.Active() {
 		return nil // paused, cancelled or finished: nothing to do
 	}
-	p := batches.BatchParams{Run: run, Partition: job.Args.Partition, JobID: job.ID}
+	p := batches.BatchParams{Run: run, Partition: job.Args.Partition, JobID: job.ID, Timeouts: w.Timeouts, Monitor: w.Pool}
 	log := w.Logger.With("version", run.Version, "name", run.Name, "run", run.RunNumber, "partition", p.Partition)
 	if p.Step, err = w.stepFor(run); err != nil {
 		return w.fail(ctx, job, p, log, err)
@@ -233,7 +236,20 @@ func (w *BatchWorker) handOverTx(ctx context.Context, tx pgx.Tx, job *river.Job[
 // scheduler, are left for errors that could not be recorded.
 func (w *BatchWorker) fail(ctx context.Context, job *river.Job[BatchArgs], p batches.BatchParams, log *slog.Logger, failure error) error {
 	if ctx.Err() != nil {
-		return failure // shutting down or timed out: River runs the job again
+		if w.stopping() {
+			return failure // shut down mid-batch: not the batch's fault; River runs the job again
+		}
+		// The job timed out: that is a failed attempt like any other, and
+		// is recorded on a context of its own.
+		var be *batches.BatchError
+		if errors.As(failure, &be) {
+			be.Err = fmt.Errorf("the job reached its timeout: %w", be.Err)
+		} else {
+			failure = fmt.Errorf("the job reached its timeout: %w", failure)
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
 	}
 	w.Observer.BatchFailed(p.Run)
 	var f *batches.Failure

@@ -25,6 +25,12 @@ const (
 	SliceMax = 10 * time.Second
 )
 
+// ConnectionsFor is the most connections a worker process of the given
+// concurrency opens: one per batch, one for River's fetching, elections and
+// maintenance, one for its notifier, and two for status reads and the lock
+// watch of slow batches. Idle ones are closed.
+func ConnectionsFor(concurrency int) int { return concurrency + 4 }
+
 // WorkerConfig configures a worker process.
 type WorkerConfig struct {
 	Pool     *pgxpool.Pool
@@ -43,12 +49,16 @@ type WorkerConfig struct {
 	// for lost (its worker crashed) and runs it again; JobTimeout + 15s
 	// when zero (River cancels a job at JobTimeout, so none runs longer).
 	RescueAfter time.Duration
+	// Timeouts bound each batch's lock waits, statements and idle time in
+	// a transaction; zero fields take batches' defaults.
+	Timeouts batches.Timeouts
 }
 
 func (c WorkerConfig) withDefaults() WorkerConfig {
 	c.Concurrency = cmp.Or(c.Concurrency, ConcurrencyDefault)
 	c.JobTimeout = cmp.Or(c.JobTimeout, JobTimeoutDefault)
 	c.RescueAfter = cmp.Or(c.RescueAfter, c.JobTimeout+15*time.Second)
+	c.Timeouts = c.Timeouts.WithDefaults()
 	if c.Limiter == nil {
 		c.Limiter = batches.NewLocalLimiter()
 	}
@@ -73,6 +83,9 @@ func (c WorkerConfig) validate() error {
 		return fmt.Errorf("jobs: job timeout must be at least 1s, got %s", c.JobTimeout)
 	case c.RescueAfter <= c.JobTimeout:
 		return fmt.Errorf("jobs: rescue-after (%s) must be longer than the job timeout (%s)", c.RescueAfter, c.JobTimeout)
+	case c.Timeouts.Lock < 0 || c.Timeouts.Statement < 0 || c.Timeouts.IdleInTransaction < 0:
+		return fmt.Errorf("jobs: timeouts must be positive, got lock %s, statement %s, idle in transaction %s",
+			c.Timeouts.Lock, c.Timeouts.Statement, c.Timeouts.IdleInTransaction)
 	}
 	return nil
 }
@@ -94,7 +107,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &BatchWorker{
 		Pool: cfg.Pool, Registry: cfg.Registry, Limiter: cfg.Limiter, Logger: cfg.Logger, Observer: cfg.Observer,
-		Slice: min(cfg.JobTimeout/4, SliceMax), Stopping: w.stopping,
+		Slice: min(cfg.JobTimeout/4, SliceMax), Stopping: w.stopping, Timeouts: cfg.Timeouts,
 	})
 	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
 		Queues:               map[string]river.QueueConfig{QueueName: {MaxWorkers: cfg.Concurrency}},

@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -42,25 +41,22 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		// One line, even for connection errors that list every address tried.
-		fmt.Fprintln(os.Stderr, "demo:", strings.Join(strings.Fields(err.Error()), " "))
-	}
+	cli.Report(os.Stderr, "demo", err, `run "demo help"`)
 	os.Exit(cli.ExitCode(err))
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 {
+		return cli.Usagef("a command is required")
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(stdout, usage)
-		if len(args) == 0 {
-			return cli.Usagef("a command is required")
-		}
 		return nil
 	}
 	name, args := args[0], args[1:]
 	fs := flag.NewFlagSet("demo "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	fs.Usage = func() { fmt.Fprint(stdout, usage) }
 	var s cli.Settings
 	s.Bind(fs, getenv, false)
 	sizes := demo.DefaultSizes()
@@ -75,7 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "verify":
 		do = func(ctx context.Context) error { return verify(ctx, &s, stdout) }
 	default:
-		return cli.Usagef("unknown command %q (run \"demo help\")", name)
+		return cli.Usagef("unknown command %q", name)
 	}
 	rest, err := cli.ParseArgs(fs, args)
 	if err != nil {

@@ -59,6 +59,15 @@ UPDATE backfill_demo.orders SET price_eur_cents = price_cents * 92 / 100`)
 	require.Equal(t, int64(10), count(t, pool, `SELECT count(*) FROM backfill_demo.users`))
 }
 
+func TestRun_SetupTenThousandFlags(t *testing.T) {
+	t.Parallel()
+	url, pool := testdb.New(t)
+	out, _, err := runDemo(t, map[string]string{"DATABASE_URL": url}, "setup", "--users", "10", "--orders", "10", "--flags", "10000")
+	require.NoError(t, err)
+	require.Contains(t, out, "10000 feature flags")
+	require.Equal(t, int64(10000), count(t, pool, `SELECT count(DISTINCT name) FROM backfill_demo.feature_flags`))
+}
+
 func TestRun_UsageErrors(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"DATABASE_URL": "postgres://nobody:secret@127.0.0.1:1/none?sslmode=disable"}
@@ -71,9 +80,10 @@ func TestRun_UsageErrors(t *testing.T) {
 		{"setup", "--users", "0", "--orders", "5"},
 		{"verify", "--users", "5"}, // setup's flags only
 	} {
-		_, _, err := runDemo(t, env, args...)
+		out, errOut, err := runDemo(t, env, args...)
 		require.Error(t, err, "%q", args)
 		require.Equal(t, cli.ExitUsage, cli.ExitCode(err), "%q: %v", args, err)
+		require.Empty(t, out+errOut, "%q: the error is reported in one line by main, without the usage", args)
 	}
 	out, _, err := runDemo(t, env, "help")
 	require.NoError(t, err)

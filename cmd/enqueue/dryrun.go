@@ -63,9 +63,16 @@ func printDryRun(c *command, d *batches.DryRun) {
 	_ = tw.Flush()
 }
 
+// longETA is where roughly stops counting: an estimate that long (or one
+// that reached the largest Duration) says the settings are wrong.
+const longETA = 100 * 365 * 24 * time.Hour
+
 // roughly rounds a duration for people, to three significant digits (whole
 // seconds from a minute on, whole minutes from an hour on).
 func roughly(d time.Duration) string {
+	if d > longETA {
+		return "more than 100 years"
+	}
 	unit := time.Duration(1)
 	for d/unit >= 1000 {
 		unit *= 10

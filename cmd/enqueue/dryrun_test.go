@@ -235,7 +235,31 @@ func TestRoughly(t *testing.T) {
 		5 * time.Second:                       "5s",
 		83*time.Second + 400*time.Millisecond: "1m23s",
 		2*time.Hour + 13*time.Minute + 9*time.Second: "2h13m0s",
+		100 * 365 * 24 * time.Hour:                   "875000h0m0s", // three digits
+		100*365*24*time.Hour + time.Hour:             "more than 100 years",
+		time.Duration(1<<63 - 1):                     "more than 100 years",
 	} {
 		require.Equal(t, want, roughly(d), "%v", int64(d))
 	}
+}
+
+// A table the planner believes huge, at the lowest rate: the ETA is
+// reported as more than 100 years, not as a duration that wrapped around.
+func TestDryRun_ETABeyondADuration(t *testing.T) {
+	t.Parallel()
+	url, pool := setupOrders(t)
+	// The planner scales reltuples to the table's current size.
+	testdb.Exec(t, pool, `UPDATE pg_class SET reltuples = 1e15 WHERE oid = 'orders'::regclass`)
+	dir := t.TempDir()
+	writeBackfill(t, dir, "manual/20260101000003_crawl.sql", `-- table: orders
+-- key: id
+-- batch: 1000000
+-- rate: 1
+UPDATE orders SET n = n + 1 WHERE id BETWEEN @first AND @last;
+`)
+	out, _, err := runCLI(t, map[string]string{"DATABASE_URL": url, "BACKFILL_DIR": dir}, "run", "20260101000003", "--dry-run")
+	require.NoError(t, err)
+	t.Logf("dry run:\n%s", out)
+	require.Equal(t, "more than 100 years at the configured rate of 1 rows/s", field(t, out, "ETA"))
+	require.NotContains(t, out, "-")
 }

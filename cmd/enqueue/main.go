@@ -20,54 +20,11 @@ import (
 	"github.com/backfill/backfill/jobs"
 )
 
-const usage = `Usage: enqueue COMMAND [flags] [args]
-
-Commands:
-  migrate              install or upgrade River's schema and the version table
-  pending              enqueue every automatic backfill never enqueued before
-  run VERSION          enqueue a manual backfill (or an automatic one not yet enqueued)
-      --again          run a version again after a completed or cancelled run
-      --dry-run        plan the run and run its first batch in a transaction that is
-                       rolled back; print what it did and an ETA (records nothing)
-  retry VERSION        resume the failed batches of VERSION's latest run from their checkpoints
-  revert VERSION       run VERSION's down statement over the same key space
-  pause VERSION        pause the latest run across all workers; checkpoints are kept
-  resume VERSION       continue a paused run from its checkpoints
-  cancel VERSION       stop the latest run for good (run --again starts a new one)
-  wait VERSION...      block until every named run completed: exit 0; failed or
-                       cancelled: exit 1; timeout: exit 2
-      --timeout D      give up after D (e.g. 30m); default: wait for ever
-      --progress-every D  how often to print progress (default 5s)
-  status [VERSION]     show runs: state, progress bar, rows/s, ETA, failures, what holds them back
-      --json           print a JSON array instead of a table
-      --watch          redraw every --interval (default 1s) until every run shown is finished
-  list                 every backfill (files and Go): mode, source, down step, state, drift
-      --json           print a JSON array instead of a table
-  new NAME             write DIR/<UTC timestamp>_NAME.sql, a commented template to edit
-      --manual         write it to DIR/manual (enqueued only by "run")
-
-Shared flags (flag, then environment, then default):
-  --database-url URL   PostgreSQL (DATABASE_URL; default ` + cli.DatabaseURLDefault + `)
-  --redis-url URL      Redis, for Go backfills that need it (REDIS_URL)
-  --dir DIR            backfill files (BACKFILL_DIR; default ` + cli.BackfillDirDefault + `)
-
-Examples:
-  enqueue migrate && enqueue pending
-  enqueue run 20260301120200
-  enqueue new fill_prices --manual
-  enqueue run 20260301120100 --dry-run
-  enqueue status --json
-  enqueue retry 20260301120100
-  enqueue wait 20260301120000 20260301120100 --timeout 30m && deploy-the-next-step
-`
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, "enqueue:", err)
-	}
+	cli.Report(os.Stderr, "enqueue", err, helpHint(os.Args[1:]))
 	os.Exit(cli.ExitCode(err))
 }
 
@@ -80,17 +37,18 @@ type command struct {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stdout, usage)
-		if len(args) == 0 {
-			return cli.Usagef("a command is required")
-		}
-		return nil
+	switch {
+	case len(args) == 0:
+		return cli.Usagef("a command is required")
+	case args[0] == "help":
+		return help(stdout, args[1:])
+	case args[0] == "-h" || args[0] == "-help" || args[0] == "--help":
+		return help(stdout, nil)
 	}
 	name, args := args[0], args[1:]
 	fs := flag.NewFlagSet("enqueue "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	fs.Usage = func() { fmt.Fprint(stdout, commandUsage(name)) }
 	c := &command{stdout: stdout, stderr: stderr}
 	c.settings.Bind(fs, getenv, true)
 
@@ -137,7 +95,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		manual := fs.Bool("manual", false, "write a manual backfill (DIR/manual)")
 		do = func(context.Context) error { return c.newBackfill(*manual) }
 	default:
-		return cli.Usagef("unknown command %q (run \"enqueue help\")", name)
+		return cli.Usagef("unknown command %q", name)
 	}
 	var err error
 	if c.args, err = cli.ParseArgs(fs, args); err != nil {

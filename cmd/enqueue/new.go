@@ -139,9 +139,10 @@ func backfillTemplate(version int64, name string, manual bool) string {
 -- The column batches are cut on (required). It needs an index whose first
 -- column it is, normally the primary key.
 -- key: id
--- Rows per batch (default 1000).
+-- Rows per batch, 1 to 1000000 (default 1000).
 -- batch: 1000
--- The most rows per second for the whole run, 0 for no limit (default 0).
+-- The most rows per second for the whole run, 1 to 1000000000, or 0 for no
+-- limit (default 0).
 -- rate: 0
 -- A SQL condition; only matching rows are cut into batches, so batches hold
 -- only rows that still need work (default none).
@@ -153,6 +154,12 @@ func backfillTemplate(version int64, name string, manual bool) string {
 -- Tries of a failing batch before it is recorded as failed, 1 to 100
 -- (default 5).
 -- attempts: 5
+-- How long a batch waits for a row or table lock before it fails and is
+-- tried again, 10ms to 10m (default: the worker's --lock-timeout, 2s).
+-- (off) lock_timeout: 2s
+-- The longest one batch's statement may run, 100ms to 1h (default: the
+-- worker's --statement-timeout, 30s).
+-- (off) statement_timeout: 30s
 
 -- The statement runs once per batch, with the batch's first and last key
 -- (both inclusive) bound to @first and @last; it must use both. Keep it

@@ -87,7 +87,7 @@ func TestNew_WritesATemplateThatParses(t *testing.T) {
 			for _, key := range []string{"table", "key", "batch", "rate", "partitions", "attempts"} {
 				require.Regexp(t, `(?m)^-- `+key+`: `, text, "key %s is in the template", key)
 			}
-			for _, key := range []string{"where", "down_where"} {
+			for _, key := range []string{"where", "down_where", "lock_timeout", "statement_timeout"} {
 				require.Regexp(t, `(?m)^-- \(off\) `+key+`: `, text, "optional key %s is in the template, switched off", key)
 			}
 			require.Contains(t, text, "-- (off) down\n")
@@ -130,6 +130,8 @@ func TestNew_OptionalPartsSwitchOnAsDescribed(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "CHANGE_ME IS NULL", def.Options.Where)
 	require.Equal(t, "CHANGE_ME IS NOT NULL", def.Options.DownWhere)
+	require.Equal(t, 2*time.Second, def.Options.LockTimeout, "the worker's default, written out")
+	require.Equal(t, 30*time.Second, def.Options.StatementTimeout)
 	require.NotNil(t, def.Down)
 	require.Contains(t, def.DownSQL, "SET CHANGE_ME = NULL")
 	require.NotContains(t, def.UpSQL, "SET CHANGE_ME = NULL", "the down statement is no longer part of the up statement")

@@ -302,6 +302,9 @@ func rowsCell(r batches.RunStatus) string {
 	if r.State == batches.StateCompleted {
 		return humanCount(float64(r.RowsDone)) + "/" + humanCount(float64(r.RowsEstimated))
 	}
+	if r.RowsEstimated == 0 {
+		return humanCount(float64(r.RowsDone)) + "/?"
+	}
 	return humanCount(float64(r.RowsDone)) + "/~" + humanCount(float64(r.RowsEstimated))
 }
 

@@ -35,6 +35,12 @@ Flags (flag, then environment, then default):
   --job-timeout D         longest a job may run; it hands over after a quarter (default 1m)
   --rescue-after D        when a running job counts as lost in a crash (default job timeout + 15s)
   --shutdown-timeout D    how long SIGTERM waits for batches in flight before cancelling them (default 30s)
+  --lock-timeout D        longest a batch waits for a lock before it fails and is retried (default 2s;
+                          a backfill's "lock_timeout" header wins)
+  --statement-timeout D   longest one batch's statement may run (default 30s; "statement_timeout" wins)
+  --idle-in-transaction-timeout D
+                          the server ends a batch's session left idle in its transaction this long,
+                          so a frozen worker cannot keep rows locked (default 10s)
   --log-level LEVEL       debug (one line per batch), info, warn or error (LOG_LEVEL; default info)
   --log-format FORMAT     text or json (LOG_FORMAT; default text)
   --http ADDR             serve the live page of runs, /api/runs, /metrics and /healthz on ADDR,
@@ -52,9 +58,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, "worker:", err)
-	}
+	cli.Report(os.Stderr, "worker", err, `run "worker -h"`)
 	os.Exit(cli.ExitCode(err))
 }
 
@@ -70,6 +74,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	jobTimeout := fs.Duration("job-timeout", jobs.JobTimeoutDefault, "longest a job may run")
 	rescueAfter := fs.Duration("rescue-after", 0, "when a running job counts as lost")
 	shutdownTimeout := fs.Duration("shutdown-timeout", jobs.ShutdownTimeoutDefault, "how long SIGTERM waits for batches in flight")
+	var timeouts batches.Timeouts
+	fs.DurationVar(&timeouts.Lock, "lock-timeout", batches.LockTimeoutDefault, "longest a batch waits for a lock")
+	fs.DurationVar(&timeouts.Statement, "statement-timeout", batches.StatementTimeoutDefault, "longest a batch's statement may run")
+	fs.DurationVar(&timeouts.IdleInTransaction, "idle-in-transaction-timeout", batches.IdleInTransactionDefault, "longest a batch's transaction may sit idle")
 	httpAddr := fs.String("http", "", "serve the web page, /metrics and /healthz on this address")
 	httpToken := fs.String("http-token", getenv("HTTP_TOKEN"), "bearer token that enables the page's actions (env HTTP_TOKEN)")
 	rest, err := cli.ParseArgs(fs, args)
@@ -88,6 +96,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if *shutdownTimeout <= 0 {
 		return cli.Usagef("--shutdown-timeout must be positive, got %s", *shutdownTimeout)
 	}
+	for name, d := range map[string]time.Duration{"--lock-timeout": timeouts.Lock, "--statement-timeout": timeouts.Statement, "--idle-in-transaction-timeout": timeouts.IdleInTransaction} {
+		if d < 10*time.Millisecond {
+			return cli.Usagef("%s must be at least 10ms, got %s", name, d)
+		}
+	}
 	if *httpAddr != "" {
 		if err := web.CheckAddr(*httpAddr); err != nil {
 			return cli.Usagef("--http: %v", err)
@@ -100,6 +113,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Deferred first, so it runs last: summaries of faults during the
 	// shutdown are written too.
 	defer logsummary.CloseLogger(logger)
+	s.MaxConns = jobs.ConnectionsFor(*concurrency)
 	pool, err := s.OpenPool(ctx)
 	if err != nil {
 		return err
@@ -126,7 +140,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	w, err := jobs.NewWorker(jobs.WorkerConfig{
 		Pool: pool, Registry: reg, Logger: logger, Observer: observer,
-		Concurrency: *concurrency, JobTimeout: *jobTimeout, RescueAfter: *rescueAfter,
+		Concurrency: *concurrency, JobTimeout: *jobTimeout, RescueAfter: *rescueAfter, Timeouts: timeouts,
 	})
 	if err != nil {
 		return cli.Usagef("%v", err)
@@ -150,7 +164,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := w.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
-	logger.Info("worker started", "concurrency", *concurrency, "database", cli.Redact(s.DatabaseURL))
+	logger.Info("worker started", "concurrency", *concurrency, "max_connections", s.MaxConns, "database", cli.Redact(s.DatabaseURL))
 	<-ctx.Done()
 	logger.Info("stopping: handing over partitions after the batches in flight", "timeout", *shutdownTimeout)
 	started := time.Now()

@@ -10,11 +10,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
-	"regexp"
-	"sort"
-	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
@@ -37,7 +34,13 @@ type Settings struct {
 	Dir         string
 	LogLevel    string
 	LogFormat   string
+	// MaxConns, when set, caps the connection pool and closes connections
+	// idle for PoolIdleTime (the worker sizes it from its concurrency).
+	MaxConns int
 }
+
+// PoolIdleTime is how long a capped pool keeps an idle connection.
+const PoolIdleTime = 10 * time.Second
 
 // Bind registers the shared flags on fs, with the environment's values as
 // defaults so that a flag wins over the environment, which wins over the
@@ -67,6 +70,13 @@ func (s *Settings) OpenPool(ctx context.Context) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(s.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("--database-url %s is not a valid connection string: %s", Redact(s.DatabaseURL), redactIn(err.Error(), s.DatabaseURL))
+	}
+	if s.MaxConns > 0 {
+		// A worker's budget: what it needs at most, none kept while idle.
+		cfg.MaxConns = int32(s.MaxConns)
+		cfg.MinConns = 0
+		cfg.MaxConnIdleTime = PoolIdleTime
+		cfg.HealthCheckPeriod = PoolIdleTime / 2
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -118,58 +128,23 @@ func (s *Settings) Logger(w io.Writer) (*slog.Logger, error) {
 	return slog.New(logsummary.New(h, logsummary.Options{})), nil
 }
 
-// Redact returns a connection string with its password replaced by "xxxxx",
-// for messages. It works on strings that do not parse too, since those are
-// the ones that end up in error messages.
-func Redact(conn string) string { return redactIn(conn, conn) }
-
-// redactIn removes the password of conn from a message.
-func redactIn(msg, conn string) string {
-	for _, secret := range secretsOf(conn) {
-		msg = strings.ReplaceAll(msg, secret, "xxxxx")
-	}
-	return msg
-}
-
-var passwordSetting = regexp.MustCompile(`(?i)password\s*=\s*('(?:[^'\\]|\\.)*'|[^&\s]+)`)
-
-// secretsOf finds the passwords in a URL ("scheme://user:pw@host") or in
-// keyword/value settings ("password=pw"), in their raw and decoded forms,
-// without relying on the string being valid.
-func secretsOf(conn string) []string {
-	var found []string
-	if i := strings.Index(conn, "://"); i >= 0 {
-		rest := conn[i+3:]
-		if at := strings.LastIndex(rest, "@"); at >= 0 {
-			if colon := strings.Index(rest[:at], ":"); colon >= 0 {
-				found = append(found, rest[colon+1:at])
-			}
-		}
-	}
-	for _, m := range passwordSetting.FindAllStringSubmatch(conn, -1) {
-		found = append(found, m[1], strings.Trim(m[1], "'"))
-	}
-	var out []string
-	for _, f := range found {
-		if f == "" || f == "xxxxx" {
-			continue
-		}
-		out = append(out, f)
-		if decoded, err := url.QueryUnescape(f); err == nil && decoded != f && decoded != "" {
-			out = append(out, decoded)
-		}
-	}
-	// Longest first, so that a password that contains another is hidden whole.
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out
-}
-
 // ParseArgs parses flags that may stand before, between or after the
-// positional arguments, and returns the positional ones.
+// positional arguments, and returns the positional ones. The flag package
+// prints nothing meanwhile, so that a bad flag is reported in one line by
+// the caller; -h or --help calls fs.Usage and returns flag.ErrHelp.
 func ParseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	usage, output := fs.Usage, fs.Output()
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	restore := func() { fs.Usage = usage; fs.SetOutput(output) }
+	defer restore()
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) && usage != nil {
+				restore()
+				usage()
+			}
 			return nil, err
 		}
 		args = fs.Args()

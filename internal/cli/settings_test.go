@@ -22,6 +22,6 @@ func TestRedact_HidesPasswordsInValidAndBrokenStrings(t *testing.T) {
 		require.NotContains(t, got, "s3cret", conn)
 		require.Contains(t, got, "xxxxx", conn)
 	}
-	require.Equal(t, "postgres://u@127.0.0.1/x", Redact("postgres://u@127.0.0.1/x"))
+	require.Equal(t, "postgres://u@127.0.0.1:5432/x", Redact("postgres://u@127.0.0.1/x"))
 	require.NotContains(t, redactIn("cannot connect as u with s3cret@pw", "postgres://u:s3cret%40pw@h/x"), "s3cret")
 }

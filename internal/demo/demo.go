@@ -40,7 +40,7 @@ type Sizes struct {
 	Users  int
 	Orders int
 	// Flags is the number of feature flags: the SeedFlags, then generated
-	// ones ("flag_0004", ...) up to this number.
+	// ones ("flag_0004", ..., "flag_10000", ...) up to this number.
 	Flags int
 }
 
@@ -148,6 +148,8 @@ SELECT g, 1 + (g * 7919) % $2::bigint, 100 + (g * 104729) % 99900
 FROM generate_series(1, $1::bigint) g`, sizes.Orders, max(sizes.Users, 1)); err != nil {
 			return fmt.Errorf("filling orders: %w", err)
 		}
+		// Generated names are padded to four digits, never cut to them
+		// (lpad truncates): flag_0004 ... flag_9999, flag_10000 ...
 		names, enabled := make([]string, len(SeedFlags)), make([]bool, len(SeedFlags))
 		for i, f := range SeedFlags {
 			names[i], enabled[i] = f.Name, f.Enabled
@@ -156,7 +158,7 @@ FROM generate_series(1, $1::bigint) g`, sizes.Orders, max(sizes.Users, 1)); err 
 INSERT INTO feature_flags (id, name, enabled)
 SELECT i, name, enabled FROM unnest($1::text[], $2::boolean[]) WITH ORDINALITY AS f (name, enabled, i)
 UNION ALL
-SELECT g, 'flag_' || lpad(g::text, 4, '0'), g % 2 = 0 FROM generate_series($3::bigint + 1, $4::bigint) g`,
+SELECT g, 'flag_' || lpad(g::text, greatest(4, length(g::text)), '0'), g % 2 = 0 FROM generate_series($3::bigint + 1, $4::bigint) g`,
 			names, enabled, len(SeedFlags), sizes.Flags); err != nil {
 			return fmt.Errorf("filling feature_flags: %w", err)
 		}

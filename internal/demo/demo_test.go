@@ -171,3 +171,13 @@ func randomSuffix() string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// Generated flag names stay unique past 9999 ("flag_9999", "flag_10000").
+func TestSetup_ManyFlagsHaveUniqueNames(t *testing.T) {
+	t.Parallel()
+	_, pool := testdb.New(t)
+	require.NoError(t, Setup(context.Background(), pool, "public", Sizes{Users: 1, Flags: 10000}))
+	require.Equal(t, int64(10000), count(t, pool, `SELECT count(DISTINCT name) FROM feature_flags`))
+	require.Equal(t, int64(1), count(t, pool, `SELECT count(*) FROM feature_flags WHERE id = 4 AND name = 'flag_0004'`), "names up to 9999 are as before")
+	require.Equal(t, int64(1), count(t, pool, `SELECT count(*) FROM feature_flags WHERE id = 10000 AND name = 'flag_10000'`))
+}

@@ -1,0 +1,146 @@
+package batches
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+)
+
+func validOptions() Options {
+	return Options{Table: "orders", Key: "id"}.WithDefaults()
+}
+
+// Options.validate is what Go backfills are checked with: every bound a
+// header has holds for them too.
+func TestOptionsValidate_Bounds(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		set  func(*Options)
+		want string // "" for valid
+	}{
+		{"defaults", func(*Options) {}, ""},
+		{"batch max", func(o *Options) { o.BatchSize = 1_000_000 }, ""},
+		{"batch above max", func(o *Options) { o.BatchSize = 1_000_001 }, "batch must be between 1 and 1000000, got 1000001"},
+		{"batch max int", func(o *Options) { o.BatchSize = 9223372036854775807 }, "batch must be between 1 and 1000000"},
+		{"batch negative", func(o *Options) { o.BatchSize = -1 }, "batch must be between 1 and 1000000"},
+		{"rate unlimited", func(o *Options) { o.Rate = 0 }, ""},
+		{"rate one", func(o *Options) { o.Rate = 1 }, ""},
+		{"rate max", func(o *Options) { o.Rate = 1e9 }, ""},
+		{"rate tiny", func(o *Options) { o.Rate = 1e-12 }, "rate must be 0 (unlimited) or between 1 and 1000000000 rows per second, got 1e-12"},
+		{"rate half", func(o *Options) { o.Rate = 0.5 }, "rate must be 0"},
+		{"rate huge", func(o *Options) { o.Rate = 1e10 }, "rate must be 0"},
+		{"rate negative", func(o *Options) { o.Rate = -1 }, "rate must be 0"},
+		{"lock timeout min", func(o *Options) { o.LockTimeout = 10 * time.Millisecond }, ""},
+		{"lock timeout max", func(o *Options) { o.LockTimeout = 10 * time.Minute }, ""},
+		{"lock timeout short", func(o *Options) { o.LockTimeout = time.Millisecond }, "lock_timeout must be 0 (the worker's --lock-timeout) or between 10ms and 10m0s, got 1ms"},
+		{"lock timeout long", func(o *Options) { o.LockTimeout = time.Hour }, "lock_timeout must be"},
+		{"lock timeout negative", func(o *Options) { o.LockTimeout = -time.Second }, "lock_timeout must be"},
+		{"statement timeout min", func(o *Options) { o.StatementTimeout = 100 * time.Millisecond }, ""},
+		{"statement timeout max", func(o *Options) { o.StatementTimeout = time.Hour }, ""},
+		{"statement timeout short", func(o *Options) { o.StatementTimeout = 99 * time.Millisecond }, "statement_timeout must be 0 (the worker's --statement-timeout) or between 100ms and 1h0m0s, got 99ms"},
+		{"statement timeout long", func(o *Options) { o.StatementTimeout = 2 * time.Hour }, "statement_timeout must be"},
+		{"where escapes", func(o *Options) { o.Where = "1=1) OR (1=1" }, "where: a ')' at character 4 closes a parenthesis the condition did not open"},
+		{"down_where escapes", func(o *Options) { o.DownWhere = "true) OR (true" }, "down_where: a ')'"},
+		{"where blank", func(o *Options) { o.Where = "  " }, "where: the condition is empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o := validOptions()
+			tc.set(&o)
+			err := o.validate()
+			if tc.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tc.want)
+			require.NotContains(t, err.Error(), "\n")
+		})
+	}
+}
+
+func TestParseSQL_BoundsAndTimeouts(t *testing.T) {
+	t.Parallel()
+	def, err := ParseSQL(testHeader + "-- batch: 1000000\n-- rate: 1e9\n-- lock_timeout: 500ms\n-- statement_timeout: 1m\n" + validStatement)
+	require.NoError(t, err)
+	require.Equal(t, 1_000_000, def.Options.BatchSize)
+	require.Equal(t, 1e9, def.Options.Rate)
+	require.Equal(t, 500*time.Millisecond, def.Options.LockTimeout)
+	require.Equal(t, time.Minute, def.Options.StatementTimeout)
+
+	def, err = ParseSQL(testHeader + "-- LOCK_TIMEOUT : 10m\n-- statement_timeout: 100ms\n" + validStatement)
+	require.NoError(t, err)
+	require.Equal(t, 10*time.Minute, def.Options.LockTimeout)
+	require.Equal(t, 100*time.Millisecond, def.Options.StatementTimeout)
+
+	// Left out, they are 0: the worker's flags decide.
+	def, err = ParseSQL(testHeader + validStatement)
+	require.NoError(t, err)
+	require.Zero(t, def.Options.LockTimeout)
+	require.Zero(t, def.Options.StatementTimeout)
+
+	for _, tc := range []struct{ name, line, want string }{
+		{"batch above max", "-- batch: 1000001", "batch: must be at most 1000000"},
+		{"batch max int", "-- batch: 9223372036854775807", "batch: must be at most 1000000"},
+		{"rate tiny", "-- rate: 1e-12", `rate: want 0 (unlimited) or rows per second between 1 and 1000000000, got "1e-12"`},
+		{"rate half", "-- rate: 0.5", `"0.5"`},
+		{"rate huge", "-- rate: 2e9", `"2e9"`},
+		{"lock timeout no unit", "-- lock_timeout: 2", `lock_timeout: want a duration between 10ms and 10m0s (such as 500ms, 2s or 1m), got "2"`},
+		{"lock timeout zero", "-- lock_timeout: 0", `lock_timeout: want a duration`},
+		{"lock timeout short", "-- lock_timeout: 5ms", `"5ms"`},
+		{"lock timeout long", "-- lock_timeout: 11m", `"11m"`},
+		{"lock timeout negative", "-- lock_timeout: -1s", `"-1s"`},
+		{"lock timeout empty", "-- lock_timeout:", `lock_timeout: want a duration`},
+		{"lock timeout words", "-- lock_timeout: two seconds", `"two seconds"`},
+		{"statement timeout short", "-- statement_timeout: 50ms", `statement_timeout: want a duration between 100ms and 1h0m0s (such as 500ms, 2s or 1m), got "50ms"`},
+		{"statement timeout long", "-- statement_timeout: 61m", `"61m"`},
+		{"statement timeout huge", "-- statement_timeout: 99999999999h", `"99999999999h"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := ParseSQL(testHeader + tc.line + "\n" + validStatement)
+			requireFileError(t, err, "", 3, tc.want)
+		})
+	}
+}
+
+type checksumGo struct{}
+
+func (checksumGo) Version() int64 { return 42 }
+func (checksumGo) Name() string   { return "fill_things" }
+func (checksumGo) Mode() Mode     { return ModeManual }
+func (checksumGo) Options() Options {
+	return Options{Table: "shop.things", Key: "id", Where: "x IS NULL", BatchSize: 500, Rate: 250, Partitions: 4, MaxAttempts: 3}
+}
+func (checksumGo) ProcessBatch(context.Context, pgx.Tx, Batch) (int64, error) { return 0, nil }
+
+// Definitions that do not set the timeouts keep their checksums and stored
+// form, so adding the fields flags no drift on runs enqueued before.
+func TestOptions_TimeoutsLeaveOldChecksumsAlone(t *testing.T) {
+	t.Parallel()
+	// Both values were recorded before LockTimeout and StatementTimeout existed.
+	def := definitionOf(checksumGo{})
+	require.Equal(t, "61cbcbda3d04bd67", def.Checksum)
+	stored, err := json.Marshal(storedDefinition{Options: def.Options, UpSQL: "u", Source: "go"})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"options":{"table":"shop.things","key":"id","where":"x IS NULL","batch":500,"rate":250,"partitions":4,"attempts":3},"up_sql":"u","source":"go"}`, string(stored))
+
+	// Set, they count.
+	o := def.Options
+	o.LockTimeout, o.StatementTimeout = 2*time.Second, 30*time.Second
+	withTimeouts, err := json.Marshal(o)
+	require.NoError(t, err)
+	require.Contains(t, string(withTimeouts), `"lock_timeout":2000000000`)
+	require.Contains(t, string(withTimeouts), `"statement_timeout":30000000000`)
+	require.NotEqual(t, def.Checksum, checksumOf(def.Name, def.Mode, o, ""))
+
+	// A stored run's options read back the same.
+	var back Options
+	require.NoError(t, json.Unmarshal(withTimeouts, &back))
+	require.Equal(t, o, back)
+}

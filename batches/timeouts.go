@@ -1,0 +1,142 @@
+package batches
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Defaults of Timeouts: short enough that the live application never waits
+// long behind a batch, long enough for an ordinary batch.
+const (
+	LockTimeoutDefault       = 2 * time.Second
+	StatementTimeoutDefault  = 30 * time.Second
+	IdleInTransactionDefault = 10 * time.Second
+)
+
+// Timeouts bound every wait of a transaction of ours. They are set with
+// SET LOCAL semantics (set_config(..., true)), so they end with the
+// transaction and are safe behind a transaction-pooling PgBouncer.
+type Timeouts struct {
+	// Lock bounds each wait for a row or table lock (lock_timeout).
+	Lock time.Duration
+	// Statement bounds each statement (statement_timeout).
+	Statement time.Duration
+	// IdleInTransaction ends the session of a transaction left idle that
+	// long (idle_in_transaction_session_timeout): a frozen or partitioned
+	// worker cannot keep rows locked.
+	IdleInTransaction time.Duration
+}
+
+// WithDefaults fills zero fields with the defaults.
+func (t Timeouts) WithDefaults() Timeouts {
+	if t.Lock == 0 {
+		t.Lock = LockTimeoutDefault
+	}
+	if t.Statement == 0 {
+		t.Statement = StatementTimeoutDefault
+	}
+	if t.IdleInTransaction == 0 {
+		t.IdleInTransaction = IdleInTransactionDefault
+	}
+	return t
+}
+
+// ForRun returns t with a backfill's own lock and statement timeouts, where it
+// sets them, in place of the worker's.
+func (t Timeouts) ForRun(o Options) Timeouts {
+	if o.LockTimeout > 0 {
+		t.Lock = o.LockTimeout
+	}
+	if o.StatementTimeout > 0 {
+		t.Statement = o.StatementTimeout
+	}
+	return t
+}
+
+// SetTx applies t to tx and returns the server process id of its session
+// (the real backend, also behind PgBouncer), to find who blocks it.
+func (t Timeouts) SetTx(ctx context.Context, tx pgx.Tx) (int32, error) {
+	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+	var pid int32
+	err := tx.QueryRow(ctx, `SELECT pg_backend_pid(), set_config('lock_timeout', $1, true),
+	set_config('statement_timeout', $2, true), set_config('idle_in_transaction_session_timeout', $3, true)`,
+		ms(t.Lock), ms(t.Statement), ms(t.IdleInTransaction)).Scan(&pid, nil, nil, nil)
+	if err != nil {
+		return 0, fmt.Errorf("batches: setting timeouts: %w", err)
+	}
+	return pid, nil
+}
+
+// lockWatch finds, while a batch is slow, the sessions that block it, so that
+// its error can say whose lock it waited for.
+type lockWatch struct {
+	done     chan struct{}
+	finished chan struct{}
+	blockers []int32
+}
+
+// watchLocks asks q for pg_blocking_pids(pid) once the batch has taken
+// longer than after, and every after from then on, until stop.
+func watchLocks(ctx context.Context, q Querier, pid int32, after time.Duration) *lockWatch {
+	w := &lockWatch{done: make(chan struct{}), finished: make(chan struct{})}
+	if q == nil || pid == 0 || after <= 0 {
+		close(w.finished)
+		return w
+	}
+	go func() {
+		defer close(w.finished)
+		timer := time.NewTimer(after)
+		defer timer.Stop()
+		for {
+			select {
+			case <-w.done:
+				return
+			case <-ctx.Done():
+				return
+			case <-timer.C:
+			}
+			qctx, cancel := context.WithTimeout(ctx, time.Second)
+			var pids []int32
+			err := q.QueryRow(qctx, `SELECT pg_blocking_pids($1)`, pid).Scan(&pids)
+			cancel()
+			if err == nil && len(pids) > 0 {
+				w.blockers = pids
+			}
+			timer.Reset(after)
+		}
+	}()
+	return w
+}
+
+// stop ends the watch and returns the last blockers seen.
+func (w *lockWatch) stop() []int32 {
+	select {
+	case <-w.finished:
+	default:
+		close(w.done)
+		<-w.finished
+	}
+	return w.blockers
+}
+
+// describeBlockers says whose locks a batch waited for: "waiting on a lock
+// held by pid 123", the words status shows.
+func describeBlockers(pids []int32) string {
+	if len(pids) == 0 {
+		return ""
+	}
+	s := make([]string, len(pids))
+	for i, p := range pids {
+		s[i] = strconv.Itoa(int(p))
+	}
+	word := "pid"
+	if len(pids) > 1 {
+		word = "pids"
+	}
+	return fmt.Sprintf("waiting on a lock held by %s %s", word, strings.Join(s, ", "))
+}

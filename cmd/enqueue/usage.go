@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/backfill/backfill/internal/cli"
+)
+
+const usage = `Usage: enqueue COMMAND [flags] [args]
+("enqueue help COMMAND" shows one command)
+
+Commands:
+  migrate              install or upgrade River's schema and the version table
+  pending              enqueue every automatic backfill never enqueued before
+  run VERSION          enqueue a manual backfill (or an automatic one not yet enqueued)
+      --again          run a version again after a completed or cancelled run
+      --dry-run        plan the run and run its first batch in a transaction that is
+                       rolled back; print what it did and an ETA (records nothing)
+  retry VERSION        resume the failed batches of VERSION's latest run from their checkpoints
+  revert VERSION       run VERSION's down statement over the same key space
+  pause VERSION        pause the latest run across all workers; checkpoints are kept
+  resume VERSION       continue a paused run from its checkpoints
+  cancel VERSION       stop the latest run for good (run --again starts a new one)
+  wait VERSION...      block until every named run completed: exit 0; failed or
+                       cancelled: exit 1; timeout: exit 2
+      --timeout D      give up after D (e.g. 30m); default: wait for ever
+      --progress-every D  how often to print progress (default 5s)
+  status [VERSION]     show runs: state, progress bar, rows/s, ETA, failures, what holds them back
+      --json           print a JSON array instead of a table
+      --watch          redraw every --interval (default 1s) until every run shown is finished
+  list                 every backfill (files and Go): mode, source, down step, state, drift
+      --json           print a JSON array instead of a table
+  new NAME             write DIR/<UTC timestamp>_NAME.sql, a commented template to edit
+      --manual         write it to DIR/manual (enqueued only by "run")
+
+Shared flags (flag, then environment, then default):
+  --database-url URL   PostgreSQL (DATABASE_URL; default ` + cli.DatabaseURLDefault + `)
+  --redis-url URL      Redis, for Go backfills that need it (REDIS_URL)
+  --dir DIR            backfill files (BACKFILL_DIR; default ` + cli.BackfillDirDefault + `)
+
+Examples:
+  enqueue migrate && enqueue pending
+  enqueue run 20260301120200
+  enqueue new fill_prices --manual
+  enqueue run 20260301120100 --dry-run
+  enqueue status --json
+  enqueue retry 20260301120100
+  enqueue wait 20260301120000 20260301120100 --timeout 30m && deploy-the-next-step
+`
+
+// help is "enqueue help [COMMAND]": the whole usage, or one command's.
+func help(w io.Writer, args []string) error {
+	switch {
+	case len(args) == 0:
+		fmt.Fprint(w, usage)
+	case len(args) > 1:
+		return cli.Usagef("help takes at most one COMMAND, got %d", len(args))
+	case commandUsage(args[0]) == "":
+		return cli.Usagef("help: unknown command %q", args[0])
+	default:
+		fmt.Fprint(w, commandUsage(args[0]))
+	}
+	return nil
+}
+
+// helpHint is the line printed under a usage error: where to read how the
+// command is used (the whole usage when there is no such command).
+func helpHint(args []string) string {
+	if len(args) > 0 && commandUsage(args[0]) != "" {
+		return `run "enqueue help ` + args[0] + `"`
+	}
+	return `run "enqueue help"`
+}
+
+// commandUsage is one command's part of usage: its lines under "Commands:"
+// (the command and its flags), then the shared flags; "" when there is no
+// such command. One text keeps the overview and the parts in step.
+func commandUsage(name string) string {
+	commands := usage[strings.Index(usage, "Commands:\n")+len("Commands:\n") : strings.Index(usage, "\nShared flags")]
+	shared := usage[strings.Index(usage, "Shared flags"):strings.Index(usage, "\nExamples:")]
+	lines := strings.Split(commands, "\n")
+	for i, l := range lines {
+		// A command's line: "  run VERSION          enqueue ..."; deeper
+		// indented lines are its flags and wrapped text.
+		if fields := strings.Fields(l); len(fields) == 0 || fields[0] != name || strings.HasPrefix(l, "   ") {
+			continue
+		}
+		synopsis, _, _ := strings.Cut(strings.TrimSpace(l), "  ")
+		end := i + 1
+		for end < len(lines) && strings.HasPrefix(lines[end], "   ") {
+			end++
+		}
+		return "Usage: enqueue " + synopsis + " [flags]\n\n" + strings.Join(lines[i:end], "\n") + "\n\n" + shared
+	}
+	return ""
+}
