@@ -140,3 +140,19 @@ func describeBlockers(pids []int32) string {
 	}
 	return fmt.Sprintf("waiting on a lock held by %s %s", word, strings.Join(s, ", "))
 }
+
+// Beginner starts transactions: a pool or a connection.
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// BeginFunc runs fn in a transaction bounded by t (zero fields take the
+// defaults), committing when fn returns nil and rolling back otherwise.
+func (t Timeouts) BeginFunc(ctx context.Context, db Beginner, fn func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		if _, err := t.WithDefaults().SetTx(ctx, tx); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}

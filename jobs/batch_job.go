@@ -195,7 +195,7 @@ func (w *BatchWorker) stopping() bool {
 // transaction of its own. notBefore is when the next batch's rows, already
 // taken from the rate limiter, may be used (zero when none were taken).
 func (w *BatchWorker) handOver(ctx context.Context, job *river.Job[BatchArgs], run *batches.Run, notBefore time.Time) error {
-	err := pgx.BeginFunc(ctx, w.Pool, func(tx pgx.Tx) error {
+	err := w.Timeouts.BeginFunc(ctx, w.Pool, func(tx pgx.Tx) error {
 		return w.handOverTx(ctx, tx, job, run, notBefore)
 	})
 	if errors.Is(err, batches.ErrNotOwner) {
@@ -212,20 +212,26 @@ const longWait = 5 * time.Second
 // handOverTx queues the partition's next job and makes it the partition's
 // owner, and completes this job, all in tx.
 func (w *BatchWorker) handOverTx(ctx context.Context, tx pgx.Tx, job *river.Job[BatchArgs], run *batches.Run, notBefore time.Time) error {
+	if err := requeueTx(ctx, tx, river.ClientFromContext[pgx.Tx](ctx), run.ID, job.Args.Partition, job.ID, notBefore); err != nil {
+		return err
+	}
+	_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+	return err
+}
+
+// requeueTx queues a new job for a partition, to start no earlier than
+// notBefore, and makes it the owner in place of job from (0: none). It
+// returns batches.ErrNotOwner when from no longer owns the partition.
+func requeueTx(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], runID int64, partition int, from int64, notBefore time.Time) error {
 	opts := &river.InsertOpts{}
 	if time.Until(notBefore) > longWait {
 		opts.ScheduledAt = notBefore
 	}
-	next, err := river.ClientFromContext[pgx.Tx](ctx).InsertTx(ctx, tx,
-		BatchArgs{RunID: run.ID, Partition: job.Args.Partition, NotBefore: notBefore}, opts)
+	next, err := client.InsertTx(ctx, tx, BatchArgs{RunID: runID, Partition: partition, NotBefore: notBefore}, opts)
 	if err != nil {
-		return fmt.Errorf("jobs: handing over partition %d of run %d: %w", job.Args.Partition, run.ID, err)
+		return fmt.Errorf("jobs: queueing the next job of partition %d of run %d: %w", partition, runID, err)
 	}
-	if err := batches.AssignJobTx(ctx, tx, run.ID, job.Args.Partition, job.ID, next.Job.ID); err != nil {
-		return err
-	}
-	_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
-	return err
+	return batches.AssignJobTx(ctx, tx, runID, partition, from, next.Job.ID)
 }
 
 // fail handles a batch that failed: the batch rolled back, and the failure
@@ -253,7 +259,7 @@ func (w *BatchWorker) fail(ctx context.Context, job *river.Job[BatchArgs], p bat
 	}
 	w.Observer.BatchFailed(p.Run)
 	var f *batches.Failure
-	err := pgx.BeginFunc(ctx, w.Pool, func(tx pgx.Tx) error {
+	err := w.Timeouts.BeginFunc(ctx, w.Pool, func(tx pgx.Tx) error {
 		var err error
 		if f, err = batches.RecordFailureTx(ctx, tx, p, failure); err != nil || f.Final {
 			return err

@@ -13,7 +13,7 @@ import (
 // a second. The checkpoints stay, and Resume continues from them.
 func (e *Enqueuer) Pause(ctx context.Context, version int64) (*batches.Run, error) {
 	var run *batches.Run
-	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+	err := e.timeouts.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		var err error
 		run, err = batches.PauseTx(ctx, tx, version)
 		return err
@@ -24,7 +24,7 @@ func (e *Enqueuer) Pause(ctx context.Context, version int64) (*batches.Run, erro
 // Resume continues version's paused run from its checkpoints.
 func (e *Enqueuer) Resume(ctx context.Context, version int64) (*batches.Run, error) {
 	var run *batches.Run
-	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+	err := e.timeouts.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		var (
 			parts []int
 			err   error
@@ -41,7 +41,7 @@ func (e *Enqueuer) Resume(ctx context.Context, version int64) (*batches.Run, err
 // a new run ("run --again"). Batches already done stay done.
 func (e *Enqueuer) Cancel(ctx context.Context, version int64) (*batches.Run, error) {
 	var run *batches.Run
-	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+	err := e.timeouts.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		var err error
 		run, err = batches.CancelTx(ctx, tx, version)
 		return err

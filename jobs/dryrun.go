@@ -19,6 +19,10 @@ func (e *Enqueuer) DryRun(ctx context.Context, version int64) (*batches.DryRun, 
 	if err != nil {
 		return nil, err
 	}
+	if _, err := e.timeouts.SetTx(ctx, tx); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, err
+	}
 	// Without cancel: the rollback must be sent even when ctx is done (pgx
 	// closes the connection if it cannot, which rolls back too).
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()

@@ -1,9 +1,11 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -35,6 +37,22 @@ type Enqueuer struct {
 	registry *batches.Registry
 	host     string
 	client   *river.Client[pgx.Tx]
+	timeouts batches.Timeouts
+}
+
+// Defaults of the enqueuer's timeouts: a deploy must not hang behind a lock
+// held by someone else, yet planning a big table may take a while.
+const (
+	EnqueueLockTimeoutDefault      = 5 * time.Second
+	EnqueueStatementTimeoutDefault = time.Minute
+)
+
+// SetTimeouts bounds the lock waits and statements of the enqueuer's
+// transactions; zero fields take the enqueue defaults.
+func (e *Enqueuer) SetTimeouts(t batches.Timeouts) {
+	t.Lock = cmp.Or(t.Lock, EnqueueLockTimeoutDefault)
+	t.Statement = cmp.Or(t.Statement, EnqueueStatementTimeoutDefault)
+	e.timeouts = t.WithDefaults()
 }
 
 // NewEnqueuer returns an Enqueuer; host is recorded as who enqueued each run.
@@ -43,7 +61,9 @@ func NewEnqueuer(pool *pgxpool.Pool, registry *batches.Registry, host string) (*
 	if err != nil {
 		return nil, fmt.Errorf("jobs: creating the River client: %w", err)
 	}
-	return &Enqueuer{pool: pool, registry: registry, host: host, client: client}, nil
+	e := &Enqueuer{pool: pool, registry: registry, host: host, client: client}
+	e.SetTimeouts(batches.Timeouts{})
+	return e, nil
 }
 
 // PendingResult is what Pending did.
@@ -94,7 +114,7 @@ func (e *Enqueuer) Pending(ctx context.Context) (*PendingResult, error) {
 	if len(todo) == 0 {
 		return res, nil
 	}
-	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+	err = e.timeouts.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		res.Enqueued = nil
 		for _, def := range todo {
 			run, err := e.enqueueTx(ctx, tx, def, batches.DirectionUp, 1)
@@ -124,7 +144,7 @@ func (e *Enqueuer) Run(ctx context.Context, version int64, again bool) (*batches
 		return nil, err
 	}
 	var run *batches.Run
-	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+	err = e.timeouts.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		latest, err := batches.LatestRun(ctx, tx, version, true)
 		number := 1
 		switch {
@@ -155,7 +175,7 @@ func (e *Enqueuer) Revert(ctx context.Context, version int64) (*batches.Run, err
 		return nil, fmt.Errorf("%w: %s has no down step (a \"-- down\" statement)", ErrNotRevertible, def.Label())
 	}
 	var run *batches.Run
-	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+	err = e.timeouts.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		latest, err := batches.LatestRun(ctx, tx, version, true)
 		if errors.Is(err, batches.ErrRunNotFound) {
 			return fmt.Errorf("%w: %s was never run", ErrNotRevertible, def.Label())
@@ -183,7 +203,7 @@ func (e *Enqueuer) Retry(ctx context.Context, version int64) (*batches.Run, int,
 		run   *batches.Run
 		parts []int
 	)
-	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+	err := e.timeouts.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		var err error
 		if run, parts, err = batches.RetryTx(ctx, tx, version); err != nil {
 			return err

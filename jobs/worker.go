@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -52,6 +54,10 @@ type WorkerConfig struct {
 	// Timeouts bound each batch's lock waits, statements and idle time in
 	// a transaction; zero fields take batches' defaults.
 	Timeouts batches.Timeouts
+	// Heartbeat is how often the process says it is alive and looks for
+	// dead workers' partitions (HeartbeatDefault when zero); DeadAfter is
+	// the silence after which a worker counts as dead (DeadAfterDefault).
+	Heartbeat, DeadAfter time.Duration
 }
 
 func (c WorkerConfig) withDefaults() WorkerConfig {
@@ -59,6 +65,8 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 	c.JobTimeout = cmp.Or(c.JobTimeout, JobTimeoutDefault)
 	c.RescueAfter = cmp.Or(c.RescueAfter, c.JobTimeout+15*time.Second)
 	c.Timeouts = c.Timeouts.WithDefaults()
+	c.Heartbeat = cmp.Or(c.Heartbeat, HeartbeatDefault)
+	c.DeadAfter = cmp.Or(c.DeadAfter, DeadAfterDefault)
 	if c.Limiter == nil {
 		c.Limiter = batches.NewLocalLimiter()
 	}
@@ -83,6 +91,8 @@ func (c WorkerConfig) validate() error {
 		return fmt.Errorf("jobs: job timeout must be at least 1s, got %s", c.JobTimeout)
 	case c.RescueAfter <= c.JobTimeout:
 		return fmt.Errorf("jobs: rescue-after (%s) must be longer than the job timeout (%s)", c.RescueAfter, c.JobTimeout)
+	case c.DeadAfter < 2*c.Heartbeat:
+		return fmt.Errorf("jobs: dead-after (%s) must be at least twice the heartbeat (%s)", c.DeadAfter, c.Heartbeat)
 	case c.Timeouts.Lock < 0 || c.Timeouts.Statement < 0 || c.Timeouts.IdleInTransaction < 0:
 		return fmt.Errorf("jobs: timeouts must be positive, got lock %s, statement %s, idle in transaction %s",
 			c.Timeouts.Lock, c.Timeouts.Statement, c.Timeouts.IdleInTransaction)
@@ -92,9 +102,10 @@ func (c WorkerConfig) validate() error {
 
 // Worker is a process's pool of batch workers.
 type Worker struct {
-	client   *river.Client[pgx.Tx]
-	stopping chan struct{}
-	logger   *slog.Logger
+	client    *river.Client[pgx.Tx]
+	heartbeat *heartbeat
+	stopping  chan struct{}
+	logger    *slog.Logger
 }
 
 // NewWorker builds a worker; Start runs it.
@@ -109,7 +120,11 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		Pool: cfg.Pool, Registry: cfg.Registry, Limiter: cfg.Limiter, Logger: cfg.Logger, Observer: cfg.Observer,
 		Slice: min(cfg.JobTimeout/4, SliceMax), Stopping: w.stopping, Timeouts: cfg.Timeouts,
 	})
+	host, _ := os.Hostname()
 	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
+		// Unique per process (and per Worker in one process): the heartbeat
+		// and River's attempted_by name the worker by it.
+		ID:                   clientID(host),
 		Queues:               map[string]river.QueueConfig{QueueName: {MaxWorkers: cfg.Concurrency}},
 		Workers:              workers,
 		JobTimeout:           cfg.JobTimeout,
@@ -121,12 +136,29 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		return nil, fmt.Errorf("jobs: creating the River client: %w", err)
 	}
 	w.client = client
+	w.heartbeat = &heartbeat{
+		pool: cfg.Pool, client: client, every: cfg.Heartbeat, deadAfter: cfg.DeadAfter, logger: cfg.Logger,
+		info: batches.WorkerInfo{ID: client.ID(), Host: host, PID: os.Getpid(), Concurrency: cfg.Concurrency},
+	}
 	return w, nil
 }
 
-// Start begins fetching and working jobs; it returns at once.
+// clientID names this worker: its host, pid and a random part.
+func clientID(host string) string {
+	if len(host) > 60 {
+		host = host[:60]
+	}
+	return fmt.Sprintf("%s_%d_%08x", cmp.Or(host, "unknown_host"), os.Getpid(), rand.Uint32())
+}
+
+// Start begins fetching and working jobs, and the heartbeat; it returns at
+// once.
 func (w *Worker) Start(ctx context.Context) error {
-	return w.client.Start(ctx)
+	if err := w.client.Start(ctx); err != nil {
+		return err
+	}
+	w.heartbeat.start()
+	return nil
 }
 
 // Stop shuts down gracefully: jobs hand over after the batch in flight, and
@@ -134,6 +166,7 @@ func (w *Worker) Start(ctx context.Context) error {
 // batches back. Nothing is lost either way; the work continues elsewhere.
 func (w *Worker) Stop(timeout time.Duration) error {
 	close(w.stopping)
+	defer w.heartbeat.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := w.client.Stop(ctx); err == nil {

@@ -12,7 +12,9 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/backfill/backfill/batches"
@@ -31,6 +33,7 @@ func main() {
 // command is what every subcommand gets.
 type command struct {
 	settings cli.Settings
+	timeouts batches.Timeouts // of every transaction
 	stdout   io.Writer
 	stderr   io.Writer
 	args     []string // positional arguments
@@ -51,6 +54,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.Usage = func() { fmt.Fprint(stdout, commandUsage(name)) }
 	c := &command{stdout: stdout, stderr: stderr}
 	c.settings.Bind(fs, getenv, true)
+	fs.DurationVar(&c.timeouts.Lock, "lock-timeout", jobs.EnqueueLockTimeoutDefault, "longest a step waits for a lock")
+	fs.DurationVar(&c.timeouts.Statement, "statement-timeout", jobs.EnqueueStatementTimeoutDefault, "longest one statement may run")
 
 	var do func(context.Context) error
 	switch name {
@@ -104,7 +109,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return cli.Usagef("%s: %v", name, err)
 	}
-	return do(ctx)
+	if c.timeouts.Lock < 10*time.Millisecond || c.timeouts.Statement < 10*time.Millisecond {
+		return cli.Usagef("%s: --lock-timeout and --statement-timeout must be at least 10ms, got %s and %s", name, c.timeouts.Lock, c.timeouts.Statement)
+	}
+	return explainTimeout(do(ctx), c.timeouts)
+}
+
+// explainTimeout says which bound a step ran into, and that nothing was
+// recorded (every step is one transaction, rolled back on error).
+func explainTimeout(err error, t batches.Timeouts) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return err
+	}
+	switch pgErr.Code {
+	case "55P03": // lock_not_available
+		return fmt.Errorf("%w; gave up after --lock-timeout %s waiting for a lock another session holds, and recorded nothing: try again when it is released, or raise --lock-timeout", err, t.Lock)
+	case "57014": // query_canceled (statement_timeout)
+		return fmt.Errorf("%w; a statement ran longer than --statement-timeout %s, and nothing was recorded: raise --statement-timeout", err, t.Statement)
+	}
+	return err
 }
 
 // version parses the single VERSION argument.
@@ -141,5 +165,6 @@ func (c *command) open(ctx context.Context) (*pgxpool.Pool, *jobs.Enqueuer, *bat
 		pool.Close()
 		return nil, nil, nil, err
 	}
+	enq.SetTimeouts(c.timeouts)
 	return pool, enq, reg, nil
 }

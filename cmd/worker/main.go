@@ -33,7 +33,10 @@ Flags (flag, then environment, then default):
   --database-url URL      PostgreSQL (DATABASE_URL; default ` + cli.DatabaseURLDefault + `)
   --redis-url URL         Redis, for Go backfills that need it (REDIS_URL)
   --job-timeout D         longest a job may run; it hands over after a quarter (default 1m)
-  --rescue-after D        when a running job counts as lost in a crash (default job timeout + 15s)
+  --rescue-after D        when River itself takes a running job for lost in a crash (default job timeout + 15s)
+  --heartbeat D           how often this worker says it is alive and looks for dead ones (default 2s)
+  --dead-after D          silence after which a worker counts as dead and its partitions go to new
+                          jobs (default 10s)
   --shutdown-timeout D    how long SIGTERM waits for batches in flight before cancelling them (default 30s)
   --lock-timeout D        longest a batch waits for a lock before it fails and is retried (default 2s;
                           a backfill's "lock_timeout" header wins)
@@ -74,6 +77,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	jobTimeout := fs.Duration("job-timeout", jobs.JobTimeoutDefault, "longest a job may run")
 	rescueAfter := fs.Duration("rescue-after", 0, "when a running job counts as lost")
 	shutdownTimeout := fs.Duration("shutdown-timeout", jobs.ShutdownTimeoutDefault, "how long SIGTERM waits for batches in flight")
+	heartbeat := fs.Duration("heartbeat", jobs.HeartbeatDefault, "how often the worker says it is alive")
+	deadAfter := fs.Duration("dead-after", jobs.DeadAfterDefault, "silence after which a worker counts as dead")
 	var timeouts batches.Timeouts
 	fs.DurationVar(&timeouts.Lock, "lock-timeout", batches.LockTimeoutDefault, "longest a batch waits for a lock")
 	fs.DurationVar(&timeouts.Statement, "statement-timeout", batches.StatementTimeoutDefault, "longest a batch's statement may run")
@@ -141,6 +146,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	w, err := jobs.NewWorker(jobs.WorkerConfig{
 		Pool: pool, Registry: reg, Logger: logger, Observer: observer,
 		Concurrency: *concurrency, JobTimeout: *jobTimeout, RescueAfter: *rescueAfter, Timeouts: timeouts,
+		Heartbeat: *heartbeat, DeadAfter: *deadAfter,
 	})
 	if err != nil {
 		return cli.Usagef("%v", err)

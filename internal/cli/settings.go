@@ -39,6 +39,9 @@ type Settings struct {
 	MaxConns int
 }
 
+// ConnectTimeoutDefault bounds connecting when the URL sets no connect_timeout.
+const ConnectTimeoutDefault = 10 * time.Second
+
 // PoolIdleTime is how long a capped pool keeps an idle connection.
 const PoolIdleTime = 10 * time.Second
 
@@ -70,6 +73,11 @@ func (s *Settings) OpenPool(ctx context.Context) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(s.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("--database-url %s is not a valid connection string: %s", Redact(s.DatabaseURL), redactIn(err.Error(), s.DatabaseURL))
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		// An unreachable host must not hang a deploy for the system's TCP
+		// timeout; connect_timeout in the URL overrides this.
+		cfg.ConnConfig.ConnectTimeout = ConnectTimeoutDefault
 	}
 	if s.MaxConns > 0 {
 		// A worker's budget: what it needs at most, none kept while idle.

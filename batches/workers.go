@@ -1,0 +1,115 @@
+package batches
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// The heartbeat of worker processes (backfill_workers). River notices a
+// crashed worker's jobs only after its rescue-after time and then on its
+// rescuer's 30-second round; the heartbeat lets live workers see in seconds
+// that a peer is gone and give its partitions to new jobs. The fencing token
+// keeps this safe when the peer was only frozen: if it wakes up, its jobs
+// find they no longer own their partitions.
+
+// WorkerInfo describes a worker process in the heartbeat table.
+type WorkerInfo struct {
+	// ID is the process's River client id, the name river_job.attempted_by
+	// records for the jobs it works.
+	ID          string
+	Host        string
+	PID         int
+	Concurrency int
+}
+
+// Execer runs a statement; a pool, a connection or a transaction.
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// Heartbeat records that the worker is alive now.
+func Heartbeat(ctx context.Context, db Execer, w WorkerInfo) error {
+	_, err := db.Exec(ctx, `INSERT INTO backfill_workers (id, host, pid, concurrency) VALUES ($1, $2, $3, $4)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()`, w.ID, w.Host, w.PID, w.Concurrency)
+	if err != nil {
+		return fmt.Errorf("batches: heartbeat of worker %s: %w", w.ID, err)
+	}
+	return nil
+}
+
+// ForgetWorker removes a worker that stops, and the rows of workers dead for
+// longer than an hour.
+func ForgetWorker(ctx context.Context, db Execer, id string) error {
+	if _, err := db.Exec(ctx, `DELETE FROM backfill_workers WHERE id = $1 OR heartbeat_at < now() - interval '1 hour'`, id); err != nil {
+		return fmt.Errorf("batches: forgetting worker %s: %w", id, err)
+	}
+	return nil
+}
+
+// LiveWorkers counts the workers whose heartbeat is younger than deadAfter.
+func LiveWorkers(ctx context.Context, q Querier, deadAfter time.Duration) (int, error) {
+	var n int
+	if err := q.QueryRow(ctx, `SELECT count(*) FROM backfill_workers WHERE heartbeat_at >= now() - $1::interval`, deadAfter).Scan(&n); err != nil {
+		return 0, fmt.Errorf("batches: counting live workers: %w", err)
+	}
+	return n, nil
+}
+
+// LostPartition is a partition of an active run whose job was running on a
+// worker that stopped beating.
+type LostPartition struct {
+	RunID     int64
+	Partition int
+	JobID     int64
+	Worker    string
+	Host      string
+	PID       int
+	// Silent is how long the worker has not beaten.
+	Silent time.Duration
+}
+
+// ErrWorkerLost is the failure recorded for a partition whose worker died
+// with its job running.
+var ErrWorkerLost = errors.New("batches: the worker running the job stopped answering")
+
+// LostPartitions finds the partitions of active runs whose job is running on
+// a worker silent for longer than deadAfter.
+func LostPartitions(ctx context.Context, q Querier, deadAfter time.Duration) ([]LostPartition, error) {
+	rows, err := q.Query(ctx, `
+SELECT bp.run_id, bp.partition, bp.job_id, w.id, w.host, w.pid, extract(epoch FROM now() - w.heartbeat_at)::float8
+FROM backfill_partitions bp
+JOIN backfill_runs r ON r.id = bp.run_id AND r.state IN ('pending', 'running')
+JOIN river_job j ON j.id = bp.job_id AND j.state = 'running'
+JOIN backfill_workers w ON w.id = j.attempted_by[array_length(j.attempted_by, 1)]
+WHERE bp.state IN ('pending', 'running') AND w.heartbeat_at < now() - $1::interval
+ORDER BY bp.run_id, bp.partition`, deadAfter)
+	if err != nil {
+		return nil, fmt.Errorf("batches: looking for partitions of dead workers: %w", err)
+	}
+	lost, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LostPartition, error) {
+		var (
+			l      LostPartition
+			silent float64
+		)
+		err := r.Scan(&l.RunID, &l.Partition, &l.JobID, &l.Worker, &l.Host, &l.PID, &silent)
+		l.Silent = time.Duration(silent * float64(time.Second))
+		return l, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("batches: looking for partitions of dead workers: %w", err)
+	}
+	return lost, nil
+}
+
+// Error describes the loss for the partition's last_error.
+func (l LostPartition) Error() string {
+	return fmt.Sprintf("%v: worker %s (pid %d on %s) silent for %s while running job %d",
+		ErrWorkerLost, l.Worker, l.PID, l.Host, l.Silent.Round(time.Second), l.JobID)
+}
+
+func (l LostPartition) Unwrap() error { return ErrWorkerLost }
