@@ -202,7 +202,7 @@ UPDATE backfill_partitions
 SET attempts = attempts + 1,
 	state = CASE WHEN attempts + 1 >= $4 THEN 'failed' ELSE state END,
 	last_error = $5, failed_first = $6, failed_last = $7, updated_at = now()
-WHERE run_id = $1 AND partition = $2 AND job_id = $3 AND state IN ('pending', 'running')
+WHERE run_id = $1 AND partition = $2 AND coalesce(job_id, 0) = $3 AND state IN ('pending', 'running')
 RETURNING attempts`,
 		p.Run.ID, p.Partition, p.JobID, maxAttempts, message, first, last).Scan(&f.Attempt)
 	if errors.Is(err, pgx.ErrNoRows) {

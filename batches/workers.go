@@ -60,33 +60,47 @@ func LiveWorkers(ctx context.Context, q Querier, deadAfter time.Duration) (int, 
 	return n, nil
 }
 
-// LostPartition is a partition of an active run whose job was running on a
-// worker that stopped beating.
+// LostPartition is an unfinished partition of an active run that nobody
+// will work: its job was running on a worker that stopped beating, or its
+// job is gone (River discarded it, say).
 type LostPartition struct {
 	RunID     int64
 	Partition int
-	JobID     int64
-	Worker    string
-	Host      string
-	PID       int
+	// JobID is the lost job (0: none).
+	JobID int64
+	// Worker, Host and PID name the silent worker; empty for a gone job.
+	Worker string
+	Host   string
+	PID    int
 	// Silent is how long the worker has not beaten.
 	Silent time.Duration
+	// JobState is River's state of a gone job ("discarded"), or "missing".
+	JobState string
 }
 
-// ErrWorkerLost is the failure recorded for a partition whose worker died
-// with its job running.
-var ErrWorkerLost = errors.New("batches: the worker running the job stopped answering")
+// Failures recorded for lost partitions.
+var (
+	// ErrWorkerLost: the worker died with the partition's job running.
+	ErrWorkerLost = errors.New("batches: the worker running the job stopped answering")
+	// ErrJobLost: the partition's queue job ended (or vanished) first.
+	ErrJobLost = errors.New("batches: the partition's job is gone")
+)
 
-// LostPartitions finds the partitions of active runs whose job is running on
-// a worker silent for longer than deadAfter.
+// LostPartitions finds the unfinished partitions of active runs whose job is
+// running on a worker silent for longer than deadAfter, or has ended.
 func LostPartitions(ctx context.Context, q Querier, deadAfter time.Duration) ([]LostPartition, error) {
 	rows, err := q.Query(ctx, `
-SELECT bp.run_id, bp.partition, bp.job_id, w.id, w.host, w.pid, extract(epoch FROM now() - w.heartbeat_at)::float8
+SELECT bp.run_id, bp.partition, coalesce(bp.job_id, 0), coalesce(w.id, ''), coalesce(w.host, ''), coalesce(w.pid, 0),
+	coalesce(extract(epoch FROM now() - w.heartbeat_at)::float8, 0), coalesce(j.state::text, 'missing')
 FROM backfill_partitions bp
 JOIN backfill_runs r ON r.id = bp.run_id AND r.state IN ('pending', 'running')
-JOIN river_job j ON j.id = bp.job_id AND j.state = 'running'
-JOIN backfill_workers w ON w.id = j.attempted_by[array_length(j.attempted_by, 1)]
-WHERE bp.state IN ('pending', 'running') AND w.heartbeat_at < now() - $1::interval
+LEFT JOIN river_job j ON j.id = bp.job_id
+LEFT JOIN backfill_workers w ON j.state = 'running' AND w.id = j.attempted_by[array_length(j.attempted_by, 1)]
+WHERE bp.state IN ('pending', 'running') AND (
+	w.heartbeat_at < now() - $1::interval
+	-- Every change of owner commits with the new job, so an active run's
+	-- partition whose job has ended is an orphan.
+	OR j.id IS NULL OR j.state::text NOT IN ('available', 'pending', 'retryable', 'running', 'scheduled'))
 ORDER BY bp.run_id, bp.partition`, deadAfter)
 	if err != nil {
 		return nil, fmt.Errorf("batches: looking for partitions of dead workers: %w", err)
@@ -96,7 +110,7 @@ ORDER BY bp.run_id, bp.partition`, deadAfter)
 			l      LostPartition
 			silent float64
 		)
-		err := r.Scan(&l.RunID, &l.Partition, &l.JobID, &l.Worker, &l.Host, &l.PID, &silent)
+		err := r.Scan(&l.RunID, &l.Partition, &l.JobID, &l.Worker, &l.Host, &l.PID, &silent, &l.JobState)
 		l.Silent = time.Duration(silent * float64(time.Second))
 		return l, err
 	})
@@ -108,8 +122,16 @@ ORDER BY bp.run_id, bp.partition`, deadAfter)
 
 // Error describes the loss for the partition's last_error.
 func (l LostPartition) Error() string {
+	if l.Worker == "" {
+		return fmt.Sprintf("%v: its job %d is %s without having finished the partition", ErrJobLost, l.JobID, l.JobState)
+	}
 	return fmt.Sprintf("%v: worker %s (pid %d on %s) silent for %s while running job %d",
 		ErrWorkerLost, l.Worker, l.PID, l.Host, l.Silent.Round(time.Second), l.JobID)
 }
 
-func (l LostPartition) Unwrap() error { return ErrWorkerLost }
+func (l LostPartition) Unwrap() error {
+	if l.Worker == "" {
+		return ErrJobLost
+	}
+	return ErrWorkerLost
+}

@@ -196,3 +196,24 @@ INSERT INTO fresh (id) SELECT g FROM generate_series(1, 5000) g;`)
 	st := b.waitState(t, 4, batches.StateCompleted, 30*time.Second)
 	require.Equal(t, int64(1000), st.RowsEstimated, "the truth once completed")
 }
+
+// A partition whose queue job is gone while its run is active (River
+// discarded it after its own retries, or somebody deleted it) is taken over
+// by a live worker on its next heartbeat, with the loss counted as an
+// attempt: the run completes rather than sitting "failed" with no error.
+func TestHeartbeat_OrphanedPartitionGetsANewJob(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	countersTable(t, b, 400)
+	b.writeFile(t, "3_count.sql", "-- table: counters\n-- key: id\n-- batch: 50\n-- partitions: 4\nUPDATE counters SET n = n + 1 WHERE id BETWEEN @first AND @last;\n")
+	_, err := b.load(t).Pending(context.Background())
+	require.NoError(t, err)
+	testdb.Exec(t, b.pool, `UPDATE river_job SET state = 'discarded', finalized_at = now()
+WHERE id = (SELECT job_id FROM backfill_partitions ORDER BY partition LIMIT 1)`)
+	testdb.Exec(t, b.pool, `DELETE FROM river_job WHERE id = (SELECT job_id FROM backfill_partitions ORDER BY partition OFFSET 1 LIMIT 1)`)
+
+	b.startWorker(t, WorkerConfig{Concurrency: 4, Heartbeat: 100 * time.Millisecond, DeadAfter: time.Second})
+	st := b.waitState(t, 3, batches.StateCompleted, 30*time.Second)
+	require.Equal(t, int64(400), st.RowsDone)
+	require.Zero(t, queryInt(t, b.pool, `SELECT count(*) FROM counters WHERE n <> 1`))
+}
