@@ -90,23 +90,28 @@ func describeError(err error) string {
 func ProcessBatchTx(ctx context.Context, tx pgx.Tx, p BatchParams) (*BatchResult, error) {
 	run := p.Run
 	timeouts := p.Timeouts.WithDefaults().ForRun(run.Options)
-	pid, err := timeouts.SetTx(ctx, tx)
-	if err != nil {
-		return nil, err
-	}
 	var (
+		pid           int32
 		cursor, upper *string
 		state         string
 		jobID         *int64
 		runState      State
 	)
-	err = tx.QueryRow(ctx, `
+	// One round trip: the transaction's bounds, then the partition's lock.
+	b := &pgx.Batch{}
+	timeouts.queue(b, &pid)
+	b.Queue(`
 SELECT bp.cursor_key, bp.upper_key, bp.state, bp.job_id, r.state
 FROM backfill_partitions bp JOIN backfill_runs r ON r.id = bp.run_id
 WHERE bp.run_id = $1 AND bp.partition = $2
-FOR UPDATE OF bp`, run.ID, p.Partition).Scan(&cursor, &upper, &state, &jobID, &runState)
-	if err != nil {
-		return nil, fmt.Errorf("batches: locking partition %d of run %d: %w", p.Partition, run.ID, err)
+FOR UPDATE OF bp`, run.ID, p.Partition).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&cursor, &upper, &state, &jobID, &runState); err != nil {
+			return fmt.Errorf("batches: locking partition %d of run %d: %w", p.Partition, run.ID, err)
+		}
+		return nil
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
 	}
 	switch {
 	case jobID == nil || *jobID != p.JobID:

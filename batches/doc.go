@@ -2,8 +2,19 @@
 // Go types), key-range planning, keyset batches with checkpoints, rate
 // limiting, and the version table that records every run.
 //
-// It knows nothing of the command line and nothing of River beyond what the
-// caller passes in: the River job kinds live in package jobs.
+// It knows nothing of the command line. Of River it knows only that a job is a
+// row of river_job and which of its states mean the job may still run
+// (lifecycle.go; schema step 1's status view predates that rule): the River
+// job kinds and clients live in package jobs.
+//
+// # The life of a run
+//
+// lifecycle.go owns a run's states, the changes allowed between them, and
+// the functions that make each change ([PauseTx], [ResumeTx], [CancelTx],
+// [RetryTx], and the settlement when a partition finishes). Every
+// transaction that locks both takes a run's partition rows first and its run
+// row last, FOR NO KEY UPDATE. The workers' heartbeat (workers.go) finds
+// partitions whose job died with its worker, or ended without finishing them.
 //
 // # Definitions
 //

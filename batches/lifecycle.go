@@ -211,9 +211,12 @@ func RetryTx(ctx context.Context, tx pgx.Tx, version int64) (*Run, []int, error)
 	return run, parts, retryRun.applyTx(ctx, tx, run)
 }
 
+// The engine's only knowledge of River's tables: a job is river_job.id, and
+// these of its states mean it may still run (beside schema step 1's view).
+const liveJobStates = `'available', 'pending', 'retryable', 'running', 'scheduled'`
+
 // liveJob is true when a partition's owning queue job may still run.
-const liveJob = `EXISTS (SELECT 1 FROM river_job j WHERE j.id = bp.job_id
-	AND j.state IN ('available', 'pending', 'retryable', 'running', 'scheduled'))`
+const liveJob = `EXISTS (SELECT 1 FROM river_job j WHERE j.id = bp.job_id AND j.state IN (` + liveJobStates + `))`
 
 // releaseTx locks the partitions of a run that match cond, in partition
 // order, and takes their owner away (keeping their checkpoints and clearing

@@ -61,15 +61,27 @@ func (t Timeouts) ForRun(o Options) Timeouts {
 // SetTx applies t to tx and returns the server process id of its session
 // (the real backend, also behind PgBouncer), to find who blocks it.
 func (t Timeouts) SetTx(ctx context.Context, tx pgx.Tx) (int32, error) {
-	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
 	var pid int32
-	err := tx.QueryRow(ctx, `SELECT pg_backend_pid(), set_config('lock_timeout', $1, true),
-	set_config('statement_timeout', $2, true), set_config('idle_in_transaction_session_timeout', $3, true)`,
-		ms(t.Lock), ms(t.Statement), ms(t.IdleInTransaction)).Scan(&pid, nil, nil, nil)
-	if err != nil {
-		return 0, fmt.Errorf("batches: setting timeouts: %w", err)
+	b := &pgx.Batch{}
+	t.queue(b, &pid)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return 0, err
 	}
 	return pid, nil
+}
+
+// queue adds the statement that applies t to b, so that it can share a round
+// trip with the next statements; pid receives the session's process id.
+func (t Timeouts) queue(b *pgx.Batch, pid *int32) {
+	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+	b.Queue(`SELECT pg_backend_pid(), set_config('lock_timeout', $1, true),
+	set_config('statement_timeout', $2, true), set_config('idle_in_transaction_session_timeout', $3, true)`,
+		ms(t.Lock), ms(t.Statement), ms(t.IdleInTransaction)).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(pid, nil, nil, nil); err != nil {
+			return fmt.Errorf("batches: setting timeouts: %w", err)
+		}
+		return nil
+	})
 }
 
 // lockWatch finds, while a batch is slow, the sessions that block it, so that

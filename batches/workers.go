@@ -100,7 +100,7 @@ WHERE bp.state IN ('pending', 'running') AND (
 	w.heartbeat_at < now() - $1::interval
 	-- Every change of owner commits with the new job, so an active run's
 	-- partition whose job has ended is an orphan.
-	OR j.id IS NULL OR j.state::text NOT IN ('available', 'pending', 'retryable', 'running', 'scheduled'))
+	OR j.id IS NULL OR j.state NOT IN (`+liveJobStates+`))
 ORDER BY bp.run_id, bp.partition`, deadAfter)
 	if err != nil {
 		return nil, fmt.Errorf("batches: looking for partitions of dead workers: %w", err)

@@ -103,9 +103,14 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 			w.Observer.RateLimited(run, wait)
 		}
 		if err := w.waitUntil(ctx, run, notBefore); err != nil {
-			if errors.Is(err, batches.ErrRunInactive) {
+			switch {
+			case errors.Is(err, batches.ErrRunInactive):
 				log.Info("job stops: the run is no longer active", "state", run.State)
 				return nil
+			case errors.Is(err, errStopping):
+				// The rows of the next batch are paid for: the new job
+				// waits for them.
+				return w.handOver(ctx, job, run, notBefore)
 			}
 			return err
 		}
@@ -295,8 +300,11 @@ func retryBackoff(attempt int) time.Duration {
 // paused or cancelled, so that both take effect within about a second.
 const stateCheckInterval = time.Second
 
+// errStopping ends a wait when the worker shuts down.
+var errStopping = errors.New("jobs: the worker is stopping")
+
 // waitUntil sleeps until t, returning ErrRunInactive early when the run is
-// paused or cancelled meanwhile.
+// paused or cancelled meanwhile, and errStopping when the worker shuts down.
 func (w *BatchWorker) waitUntil(ctx context.Context, run *batches.Run, t time.Time) error {
 	for {
 		d := time.Until(t)
@@ -308,6 +316,9 @@ func (w *BatchWorker) waitUntil(ctx context.Context, run *batches.Run, t time.Ti
 		case <-ctx.Done():
 			timer.Stop()
 			return ctx.Err()
+		case <-w.Stopping:
+			timer.Stop()
+			return errStopping
 		case <-timer.C:
 		}
 		if d <= stateCheckInterval {

@@ -118,6 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Deferred first, so it runs last: summaries of faults during the
 	// shutdown are written too.
 	defer logsummary.CloseLogger(logger)
+	cli.RouteRedisLogs(logger)
 	s.MaxConns = jobs.ConnectionsFor(*concurrency)
 	pool, err := s.OpenPool(ctx)
 	if err != nil {

@@ -1,0 +1,35 @@
+// Package faults is the fault suite for infrastructure faults: tests that
+// drive the real worker and enqueue binaries against a private PostgreSQL
+// cluster and a private redis-server, break them mid-run, and check
+// afterwards that every row was processed exactly once.
+//
+// The harness (NewPG, NewRedis, Build, StartWorker, Run) is exported so
+// that other test packages can use it. NewPG runs initdb and pg_ctl of the
+// newest installed major version (under /usr/lib/postgresql/*/bin) in a
+// temporary directory on a free port, as the OS user postgres when the tests
+// run as root; NewRedis starts redis-server as a child process on a free
+// port. Both are stopped when the test ends. The shared servers on 5432 and
+// 6379 are never touched.
+//
+// When the PostgreSQL server binaries or redis-server are missing, the tests
+// skip, or fail when CI=true (.ci/run installs them).
+//
+// The tests (a counting backfill, UPDATE counters SET n = n + 1, unless
+// said otherwise; each ends with every row's n at exactly 1 and the run
+// completed):
+//
+//   - PostgreSQL restarted with -m fast and with -m immediate mid-run, and
+//     stopped for 8 s mid-run: two workers keep running and resume.
+//   - redis-server killed during FeatureFlagsToRedis and started again: the
+//     batch is retried and every flag is in the Redis hash.
+//   - The target column, then the table, renamed mid-run: the run fails with
+//     the SQLSTATE in status; renamed back, "enqueue retry" completes it.
+//   - The backfill file edited, then deleted mid-run: the recorded statement
+//     keeps running.
+//   - SIGTERM to a worker mid-run, also while its jobs wait for the rate
+//     limit: it exits 0 within a second and another worker finishes.
+//
+// Every test logs what it measured as lines "FIGURE name key=value ...".
+//
+//	go test -count=1 -v ./internal/faults/
+package faults
