@@ -32,8 +32,11 @@ func (c *command) list(ctx context.Context, asJSON bool) error {
 		return err
 	}
 	defer pool.Close()
-	latest, err := batches.LatestRuns(ctx, pool)
-	if err != nil {
+	var latest map[int64]batches.LatestRunInfo
+	if err := c.read(ctx, pool, func(q batches.Querier) (err error) {
+		latest, err = batches.LatestRuns(ctx, q)
+		return err
+	}); err != nil {
 		return err
 	}
 	entries := []listEntry{} // [] rather than null when there is nothing

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -148,6 +149,13 @@ func (c *command) noArgs(cmd string) error {
 		return cli.Usagef("%s takes no arguments, got %q", cmd, c.args[0])
 	}
 	return nil
+}
+
+// read runs fn's queries in a read transaction bounded by --lock-timeout and
+// --statement-timeout, so that status, list and wait never hang behind a
+// lock (a migration in progress, say).
+func (c *command) read(ctx context.Context, pool *pgxpool.Pool, fn func(q batches.Querier) error) error {
+	return explainTimeout(c.timeouts.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return fn(tx) }), c.timeouts)
 }
 
 // open loads the definitions and connects; the caller closes the pool.

@@ -10,8 +10,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/backfill/backfill/batches"
 	"github.com/backfill/backfill/internal/cli"
 )
@@ -59,8 +57,12 @@ func (c *command) status(ctx context.Context, opts statusOptions) error {
 		return err
 	}
 	defer pool.Close()
-	load := func(ctx context.Context) ([]batches.RunStatus, error) {
-		return loadStatus(ctx, pool, reg, version)
+	load := func(ctx context.Context) (runs []batches.RunStatus, err error) {
+		err = c.read(ctx, pool, func(q batches.Querier) error {
+			runs, err = loadStatus(ctx, q, reg, version)
+			return err
+		})
+		return runs, err
 	}
 	runs, err := load(ctx)
 	if err != nil {
@@ -93,8 +95,8 @@ func (c *command) status(ctx context.Context, opts statusOptions) error {
 
 // loadStatus reads the runs and marks those whose definition changed since
 // they were enqueued.
-func loadStatus(ctx context.Context, pool *pgxpool.Pool, reg *batches.Registry, version *int64) ([]batches.RunStatus, error) {
-	runs, err := batches.ListStatus(ctx, pool, version)
+func loadStatus(ctx context.Context, q batches.Querier, reg *batches.Registry, version *int64) ([]batches.RunStatus, error) {
+	runs, err := batches.ListStatus(ctx, q, version)
 	if err != nil {
 		return nil, err
 	}

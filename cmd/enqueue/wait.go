@@ -62,7 +62,11 @@ func (c *command) wait(ctx context.Context, timeout, every time.Duration) error 
 	poll := time.NewTicker(waitPollInterval)
 	defer poll.Stop()
 	for {
-		runs, err := latestRuns(ctx, pool, versions)
+		var runs []batches.RunStatus
+		err := c.read(ctx, pool, func(q batches.Querier) (err error) {
+			runs, err = latestRuns(ctx, q, versions)
+			return err
+		})
 		if err != nil {
 			return err
 		}
