@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -98,25 +97,22 @@ func (t transition) refuse(run *Run) error {
 // applyTx records the change on the run row, which the caller has locked.
 func (t transition) applyTx(ctx context.Context, tx pgx.Tx, run *Run) error {
 	set := "state = $2"
-	switch t.to {
-	case StateRunning:
-		if t.name == "start" {
-			set += ", started_at = coalesce(started_at, now())"
-		} else {
-			set += ", finished_at = NULL, last_error = CASE WHEN $3 THEN NULL ELSE last_error END, resumed_at = now()"
+	switch {
+	case t.name == startRun.name:
+		set += ", started_at = coalesce(started_at, now())"
+	case t.to == StateRunning:
+		// Speed is measured from here, not across the time it stood still.
+		set += ", finished_at = NULL, resumed_at = now()"
+		if t.name == retryRun.name {
+			set += ", last_error = NULL"
 		}
-	case StateCompleted, StateFailed, StateCancelled:
+	case t.to == StateCancelled:
 		set += ", finished_at = now()"
-		if t.to != StateCancelled {
-			// A run resumed before any worker took it has no start time.
-			set += ", started_at = coalesce(started_at, now())"
-		}
+	case t.to == StateCompleted, t.to == StateFailed:
+		// A run resumed before any worker took it has no start time.
+		set += ", finished_at = now(), started_at = coalesce(started_at, now())"
 	}
-	args := []any{run.ID, t.to}
-	if strings.Contains(set, "$3") {
-		args = append(args, t.name == "retry")
-	}
-	if _, err := tx.Exec(ctx, `UPDATE backfill_runs SET `+set+` WHERE id = $1`, args...); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE backfill_runs SET `+set+` WHERE id = $1`, run.ID, t.to); err != nil {
 		return fmt.Errorf("batches: %s %s: %w", t.name, run.Label(), err)
 	}
 	run.State = t.to
