@@ -92,7 +92,10 @@ func CreateRunTx(ctx context.Context, tx pgx.Tx, p NewRunParams) (*Run, []int, e
 INSERT INTO backfill_runs (version, run_number, name, mode, direction, checksum, definition, key_type, state, rows_estimated, enqueued_by)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10)
 ON CONFLICT (version, run_number) DO NOTHING
-RETURNING id`, def.Version, p.RunNumber, def.Name, def.Mode, p.Direction, def.Checksum, stored, plan.KeyType,
+RETURNING id`, def.Version, p.RunNumber, def.Name, def.Mode, p.Direction, def.Checksum,
+		// As text: in pgx's exec and simple_protocol modes (behind PgBouncer)
+		// a []byte would be sent as bytea.
+		string(stored), plan.KeyType,
 		plan.RowsEstimated, p.EnqueuedBy).Scan(&run.ID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil, ErrAlreadyEnqueued

@@ -54,6 +54,10 @@ type WorkerConfig struct {
 	// Timeouts bound each batch's lock waits, statements and idle time in
 	// a transaction; zero fields take batches' defaults.
 	Timeouts batches.Timeouts
+	// PollOnly makes River poll for jobs instead of listening for them
+	// (LISTEN needs a session of its own, which a transaction-pooling
+	// PgBouncer does not give); it polls every PollInterval.
+	PollOnly bool
 	// Heartbeat is how often the process says it is alive and looks for
 	// dead workers' partitions (HeartbeatDefault when zero); DeadAfter is
 	// the silence after which a worker counts as dead (DeadAfterDefault).
@@ -126,6 +130,8 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		// and River's attempted_by name the worker by it.
 		ID:                   clientID(host),
 		Queues:               map[string]river.QueueConfig{QueueName: {MaxWorkers: cfg.Concurrency}},
+		PollOnly:             cfg.PollOnly,
+		FetchPollInterval:    pollInterval(cfg.PollOnly),
 		Workers:              workers,
 		JobTimeout:           cfg.JobTimeout,
 		RescueStuckJobsAfter: cfg.RescueAfter,
@@ -141,6 +147,19 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		info: batches.WorkerInfo{ID: client.ID(), Host: host, PID: os.Getpid(), Concurrency: cfg.Concurrency},
 	}
 	return w, nil
+}
+
+// PollInterval is how often a poll-only worker looks for jobs: a partition
+// handed over between two jobs waits at most that long.
+const PollInterval = 200 * time.Millisecond
+
+// pollInterval is River's fetch interval: PollInterval when polling is the
+// only way jobs are found, River's default otherwise.
+func pollInterval(pollOnly bool) time.Duration {
+	if pollOnly {
+		return PollInterval
+	}
+	return 0
 }
 
 // clientID names this worker: its host, pid and a random part.

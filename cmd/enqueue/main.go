@@ -61,7 +61,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var do func(context.Context) error
 	switch name {
 	case "migrate":
-		do = c.migrate
+		status := fs.Bool("status", false, "list the schema migrations and whether each is applied")
+		do = func(ctx context.Context) error { return c.migrate(ctx, *status) }
 	case "pending":
 		do = c.pending
 	case "run":
@@ -166,6 +167,11 @@ func (c *command) open(ctx context.Context) (*pgxpool.Pool, *jobs.Enqueuer, *bat
 	}
 	pool, err := c.settings.OpenPool(ctx)
 	if err != nil {
+		return nil, nil, nil, err
+	}
+	// A binary never works on a schema it was not built for.
+	if err := batches.CheckSchema(ctx, pool); err != nil {
+		pool.Close()
 		return nil, nil, nil, err
 	}
 	enq, err := jobs.NewEnqueuer(pool, reg, cli.Hostname())

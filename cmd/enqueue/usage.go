@@ -13,6 +13,7 @@ const usage = `Usage: enqueue COMMAND [flags] [args]
 
 Commands:
   migrate              install or upgrade River's schema and the version table
+      --status         list the schema migrations: applied (when, checksum) or not
   pending              enqueue every automatic backfill never enqueued before
   run VERSION          enqueue a manual backfill (or an automatic one not yet enqueued)
       --again          run a version again after a completed or cancelled run

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -34,6 +35,9 @@ Flags (flag, then environment, then default):
   --redis-url URL         Redis, for Go backfills that need it (REDIS_URL)
   --job-timeout D         longest a job may run; it hands over after a quarter (default 1m)
   --rescue-after D        when River itself takes a running job for lost in a crash (default job timeout + 15s)
+  --pool-mode MODE        session (default), or transaction when DATABASE_URL points at a
+                          transaction-pooling PgBouncer: River then polls for jobs every 200ms
+                          instead of LISTENing (DATABASE_POOL_MODE)
   --heartbeat D           how often this worker says it is alive and looks for dead ones (default 2s)
   --dead-after D          silence after which a worker counts as dead and its partitions go to new
                           jobs (default 10s)
@@ -77,6 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	jobTimeout := fs.Duration("job-timeout", jobs.JobTimeoutDefault, "longest a job may run")
 	rescueAfter := fs.Duration("rescue-after", 0, "when a running job counts as lost")
 	shutdownTimeout := fs.Duration("shutdown-timeout", jobs.ShutdownTimeoutDefault, "how long SIGTERM waits for batches in flight")
+	poolMode := fs.String("pool-mode", cmp.Or(getenv("DATABASE_POOL_MODE"), "session"), "session, or transaction behind a transaction-pooling PgBouncer (env DATABASE_POOL_MODE)")
 	heartbeat := fs.Duration("heartbeat", jobs.HeartbeatDefault, "how often the worker says it is alive")
 	deadAfter := fs.Duration("dead-after", jobs.DeadAfterDefault, "silence after which a worker counts as dead")
 	var timeouts batches.Timeouts
@@ -97,6 +102,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if *concurrency < 1 {
 		return cli.Usagef("--concurrency must be at least 1, got %d", *concurrency)
+	}
+	if *poolMode != "session" && *poolMode != "transaction" {
+		return cli.Usagef("--pool-mode must be session or transaction, got %q", *poolMode)
 	}
 	if *shutdownTimeout <= 0 {
 		return cli.Usagef("--shutdown-timeout must be positive, got %s", *shutdownTimeout)
@@ -125,6 +133,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer pool.Close()
+	// A worker never works on a schema it was not built for.
+	if err := batches.CheckSchema(ctx, pool); err != nil {
+		return err
+	}
 	rdb, err := s.OpenRedis(ctx)
 	if err != nil {
 		return err
@@ -147,7 +159,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	w, err := jobs.NewWorker(jobs.WorkerConfig{
 		Pool: pool, Registry: reg, Logger: logger, Observer: observer,
 		Concurrency: *concurrency, JobTimeout: *jobTimeout, RescueAfter: *rescueAfter, Timeouts: timeouts,
-		Heartbeat: *heartbeat, DeadAfter: *deadAfter,
+		Heartbeat: *heartbeat, DeadAfter: *deadAfter, PollOnly: *poolMode == "transaction",
 	})
 	if err != nil {
 		return cli.Usagef("%v", err)

@@ -11,8 +11,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
@@ -73,6 +75,12 @@ func (s *Settings) OpenPool(ctx context.Context) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(s.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("--database-url %s is not a valid connection string: %s", Redact(s.DatabaseURL), redactIn(err.Error(), s.DatabaseURL))
+	}
+	if !strings.Contains(s.DatabaseURL, "default_query_exec_mode") {
+		// Unnamed prepared statements with cached descriptions: no
+		// statement outlives its transaction, so a transaction-pooling
+		// PgBouncer works, and repeated statements still skip a round trip.
+		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		// An unreachable host must not hang a deploy for the system's TCP

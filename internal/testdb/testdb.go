@@ -83,7 +83,7 @@ func New(t testing.TB) (string, *pgxpool.Pool) {
 		}
 		pool, err := pgxpool.New(ctx, WithDatabase(name))
 		if err == nil {
-			_, err = batches.Migrate(ctx, pool)
+			_, err = batches.Migrate(ctx, pool, batches.MigrateOptions{})
 			pool.Close()
 		}
 		if err != nil {
