@@ -71,6 +71,15 @@ var ErrKeysOutOfRange = errors.New("batches: the next batch's keys are outside t
 
 func (e *BatchError) Unwrap() error { return e.Err }
 
+// sqlStateError shows a server error as "SQLSTATE code: message" and still
+// unwraps to it, so callers can reach the *pgconn.PgError.
+type sqlStateError struct{ err error }
+
+func (e sqlStateError) Error() string { return describeError(e.err) }
+func (e sqlStateError) Unwrap() error { return e.err }
+
+func withSQLState(err error) error { return sqlStateError{err} }
+
 // describeError gives a server error's SQLSTATE with its message.
 func describeError(err error) string {
 	var pgErr *pgconn.PgError

@@ -113,7 +113,7 @@ func DryRunTx(ctx context.Context, tx pgx.Tx, def *Definition, dir Direction) (*
 		}
 		first, last, n, ok, err := keyset.nextBatch(ctx, tx, size, kr.Lower, kr.Upper)
 		if err != nil {
-			return nil, fmt.Errorf("batches: cutting a batch of partition %d of %s: %s", i, def.Label(), describeError(err))
+			return nil, fmt.Errorf("batches: cutting a batch of partition %d of %s: %w", i, def.Label(), withSQLState(err))
 		}
 		if !ok {
 			continue

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/backfill/backfill/batches"
@@ -132,4 +133,23 @@ func TestCheckSchema_RefusesNewerAndChanged(t *testing.T) {
 	require.ErrorIs(t, batches.CheckSchema(ctx, pool), batches.ErrMigrationChanged)
 	_, err = batches.Migrate(ctx, pool, batches.MigrateOptions{})
 	require.ErrorIs(t, err, batches.ErrMigrationChanged, "migrate does not paper over an edited migration")
+}
+
+// Errors from the server stay reachable through the engine's messages.
+func TestErrors_ReachThePostgreSQLError(t *testing.T) {
+	t.Parallel()
+	_, pool := testdb.New(t)
+	testdb.Exec(t, pool, `CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0)`)
+	def, err := batches.ParseSQL("-- table: t\n-- key: id\n-- where: no_such_column > 0\nUPDATE t SET n = 1 WHERE id BETWEEN @first AND @last;\n")
+	require.NoError(t, err)
+	def.Version, def.Name, def.Source = 1, "bad_where", "backfills/1_bad_where.sql"
+	err = pgx.BeginFunc(context.Background(), pool, func(tx pgx.Tx) error {
+		_, _, err := batches.CreateRunTx(context.Background(), tx, batches.NewRunParams{Definition: def, Direction: batches.DirectionUp, RunNumber: 1, EnqueuedBy: "test"})
+		return err
+	})
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	require.Equal(t, "42703", pgErr.Code)
+	require.ErrorContains(t, err, "backfills/1_bad_where.sql")
+	require.ErrorContains(t, err, "SQLSTATE 42703")
 }

@@ -188,7 +188,7 @@ func checkStatementTx(ctx context.Context, tx pgx.Tx, def *Definition, dir Direc
 		_, err = tx.Conn().Prepare(ctx, "", rewritten)
 	}
 	if err != nil {
-		return &FileError{Path: def.Source, Err: fmt.Errorf("%s statement does not prepare: %s", dir, describeError(err))}
+		return &FileError{Path: def.Source, Err: fmt.Errorf("%s statement does not prepare: %w", dir, withSQLState(err))}
 	}
 	return nil
 }
