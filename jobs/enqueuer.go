@@ -19,7 +19,7 @@ import (
 var (
 	// ErrNeedsAgain is returned by Run for a version whose last run completed
 	// or was cancelled, when again is false.
-	ErrNeedsAgain = errors.New("jobs: version has run before; pass --again to run it again")
+	ErrNeedsAgain = errors.New("jobs: version has run before, and running it again was not asked for")
 	// ErrBusy is returned by Run and Revert while a run of the version is
 	// still in progress.
 	ErrBusy = errors.New("jobs: version has a run in progress")

@@ -94,9 +94,9 @@ func (c WorkerConfig) validate() error {
 	case c.JobTimeout < time.Second:
 		return fmt.Errorf("jobs: job timeout must be at least 1s, got %s", c.JobTimeout)
 	case c.RescueAfter <= c.JobTimeout:
-		return fmt.Errorf("jobs: rescue-after (%s) must be longer than the job timeout (%s)", c.RescueAfter, c.JobTimeout)
+		return fmt.Errorf("jobs: RescueAfter (%s) must be longer than JobTimeout (%s)", c.RescueAfter, c.JobTimeout)
 	case c.DeadAfter < 2*c.Heartbeat:
-		return fmt.Errorf("jobs: dead-after (%s) must be at least twice the heartbeat (%s)", c.DeadAfter, c.Heartbeat)
+		return fmt.Errorf("jobs: DeadAfter (%s) must be at least twice Heartbeat (%s)", c.DeadAfter, c.Heartbeat)
 	case c.Timeouts.Lock < 0 || c.Timeouts.Statement < 0 || c.Timeouts.IdleInTransaction < 0:
 		return fmt.Errorf("jobs: timeouts must be positive, got lock %s, statement %s, idle in transaction %s",
 			c.Timeouts.Lock, c.Timeouts.Statement, c.Timeouts.IdleInTransaction)

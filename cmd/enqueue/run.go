@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/backfill/backfill/jobs"
@@ -24,6 +25,9 @@ func (c *command) onVersion(ctx context.Context, cmd string, do func(*jobs.Enque
 func (c *command) runVersion(ctx context.Context, again bool) error {
 	return c.onVersion(ctx, "run", func(enq *jobs.Enqueuer, version int64) error {
 		r, err := enq.Run(ctx, version, again)
+		if errors.Is(err, jobs.ErrNeedsAgain) {
+			return fmt.Errorf("%w; pass --again to run it again", err)
+		}
 		if err != nil {
 			return err
 		}

@@ -103,6 +103,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if *concurrency < 1 {
 		return cli.Usagef("--concurrency must be at least 1, got %d", *concurrency)
 	}
+	if *rescueAfter != 0 && *rescueAfter <= *jobTimeout {
+		return cli.Usagef("--rescue-after (%s) must be longer than --job-timeout (%s)", *rescueAfter, *jobTimeout)
+	}
+	if *deadAfter < 2**heartbeat {
+		return cli.Usagef("--dead-after (%s) must be at least twice --heartbeat (%s)", *deadAfter, *heartbeat)
+	}
 	if *poolMode != "session" && *poolMode != "transaction" {
 		return cli.Usagef("--pool-mode must be session or transaction, got %q", *poolMode)
 	}
