@@ -8,11 +8,14 @@
 // newest installed major version (under /usr/lib/postgresql/*/bin) in a
 // temporary directory on a free port, as the OS user postgres when the tests
 // run as root; NewRedis starts redis-server as a child process on a free
-// port. Both are stopped when the test ends. The shared servers on 5432 and
-// 6379 are never touched.
+// port. NewPgBouncer puts a real PgBouncer (Debian's pgbouncer, as the OS
+// user postgres when the tests run as root) in front of such a cluster, in
+// transaction mode by default, as a child process on a free port. All are
+// stopped when the test ends. The shared servers on 5432 and 6379 are never
+// touched.
 //
-// When the PostgreSQL server binaries or redis-server are missing, the tests
-// skip, or fail when CI=true (.ci/run installs them).
+// When the PostgreSQL server binaries, redis-server or pgbouncer are
+// missing, the tests skip, or fail when CI=true (.ci/run installs them).
 //
 // The tests (a counting backfill, UPDATE counters SET n = n + 1, unless
 // said otherwise; each ends with every row's n at exactly 1 and the run
@@ -28,6 +31,11 @@
 //     keeps running.
 //   - SIGTERM to a worker mid-run, also while its jobs wait for the rate
 //     limit: it exits 0 within a second and another worker finishes.
+//   - Everything behind PgBouncer in transaction mode with 4 server
+//     connections: 4 concurrent migrate (schema installed once, no advisory
+//     lock left behind, a fifth migrate within 10 s), 8 concurrent pending
+//     (each of 8 versions enqueued once), two workers, pause and resume
+//     mid-run, status --json and wait.
 //
 // Every test logs what it measured as lines "FIGURE name key=value ...".
 //
