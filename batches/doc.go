@@ -2,10 +2,10 @@
 // Go types), key-range planning, keyset batches with checkpoints, rate
 // limiting, and the version table that records every run.
 //
-// It knows nothing of the command line. Of River it knows only that a job is a
-// row of river_job and which of its states mean the job may still run
-// (lifecycle.go; schema step 1's status view predates that rule): the River
-// job kinds and clients live in package jobs.
+// It knows nothing of the command line. Of River it knows only its job table,
+// which client works a job, and which of its states mean the job may still
+// run, all named once in lifecycle.go: the River job kinds and clients live
+// in package jobs.
 //
 // # The life of a run
 //

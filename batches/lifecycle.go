@@ -207,12 +207,20 @@ func RetryTx(ctx context.Context, tx pgx.Tx, version int64) (*Run, []int, error)
 	return run, parts, retryRun.applyTx(ctx, tx, run)
 }
 
-// The engine's only knowledge of River's tables: a job is river_job.id, and
-// these of its states mean it may still run (beside schema step 1's view).
-const liveJobStates = `'available', 'pending', 'retryable', 'running', 'scheduled'`
+// The engine's only knowledge of River's tables, used by the queries of
+// lifecycle.go, workers.go and status_query.go: a job is a row of river_job,
+// attempted_by names the clients that fetched it (the last is working it),
+// and these are the states it may be in while it may still run.
+const (
+	riverJobs      = `river_job`
+	liveJobStates  = `'available', 'pending', 'retryable', 'running', 'scheduled'`
+	jobRunning     = `'running'`   // a worker is working it
+	jobAvailable   = `'available'` // ready for a worker to take
+	jobLastAttempt = `j.attempted_by[array_length(j.attempted_by, 1)]`
+)
 
 // liveJob is true when a partition's owning queue job may still run.
-const liveJob = `EXISTS (SELECT 1 FROM river_job j WHERE j.id = bp.job_id AND j.state IN (` + liveJobStates + `))`
+const liveJob = `EXISTS (SELECT 1 FROM ` + riverJobs + ` j WHERE j.id = bp.job_id AND j.state IN (` + liveJobStates + `))`
 
 // releaseTx locks the partitions of a run that match cond, in partition
 // order, and takes their owner away (keeping their checkpoints and clearing

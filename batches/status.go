@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// RunStatus is one run as status shows it (the backfill_status view).
+// RunStatus is one run as status shows it (see statusQuery).
 type RunStatus struct {
 	Version      int64     `json:"version"`
 	Name         string    `json:"name"`
@@ -58,19 +58,15 @@ type RunStatus struct {
 }
 
 // ListStatus returns every run, oldest version first, or only the runs of
-// version when it is not nil.
+// version when it is not nil, as of now.
 func ListStatus(ctx context.Context, q Querier, version *int64) ([]RunStatus, error) {
-	rows, err := q.Query(ctx, `
-SELECT version, name, mode, direction, run_number,
-	-- The run's own state: lifecycle.go is its only owner (the view's
-	-- guess from job states is left unused until the view is rebuilt).
-	(SELECT r.state FROM backfill_runs r WHERE r.id = backfill_status.id), rows_done, rows_affected, rows_estimated,
-	batches_done, batches_failed, partitions, partitions_active, last_error, checksum,
-	enqueued_by, enqueued_at, started_at, finished_at,
-	partitions_running, partitions_waiting, rows_per_second, rate, retrying_attempt, max_attempts
-FROM backfill_status
-WHERE $1::bigint IS NULL OR version = $1
-ORDER BY version, run_number`, version)
+	return ListStatusAt(ctx, q, version, StatusClock{})
+}
+
+// ListStatusAt is ListStatus at the time and with the windows of clock.
+func ListStatusAt(ctx context.Context, q Querier, version *int64, clock StatusClock) ([]RunStatus, error) {
+	now, speed, waiting := clock.args()
+	rows, err := q.Query(ctx, statusQuery, version, now, speed, waiting)
 	if err != nil {
 		return nil, fmt.Errorf("batches: reading status: %w", err)
 	}

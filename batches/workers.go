@@ -94,8 +94,8 @@ SELECT bp.run_id, bp.partition, coalesce(bp.job_id, 0), coalesce(w.id, ''), coal
 	coalesce(extract(epoch FROM now() - w.heartbeat_at)::float8, 0), coalesce(j.state::text, 'missing')
 FROM backfill_partitions bp
 JOIN backfill_runs r ON r.id = bp.run_id AND r.state IN ('pending', 'running')
-LEFT JOIN river_job j ON j.id = bp.job_id
-LEFT JOIN backfill_workers w ON j.state = 'running' AND w.id = j.attempted_by[array_length(j.attempted_by, 1)]
+LEFT JOIN `+riverJobs+` j ON j.id = bp.job_id
+LEFT JOIN backfill_workers w ON j.state = `+jobRunning+` AND w.id = `+jobLastAttempt+`
 WHERE bp.state IN ('pending', 'running') AND (
 	w.heartbeat_at < now() - $1::interval
 	-- Every change of owner commits with the new job, so an active run's

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/backfill/backfill/batches"
 	"github.com/backfill/backfill/internal/faults"
 )
 
@@ -115,7 +116,7 @@ func (s *scenario) exec(sql string, args ...any) {
 	require.NoError(s.t, err, sql)
 }
 
-// progress is the latest run of version as backfill_status has it.
+// progress is the latest run of version as status has it.
 type progress struct {
 	State        string
 	RowsDone     int64
@@ -130,12 +131,20 @@ func (s *scenario) progressOf(version int64) (progress, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	var p progress
-	err := s.pool.QueryRow(ctx, `
-SELECT st.state, st.rows_done, st.batches_done,
-	coalesce((SELECT max(bp.attempts) FROM backfill_partitions bp WHERE bp.run_id = st.id), 0),
-	coalesce((SELECT bp.last_error FROM backfill_partitions bp WHERE bp.run_id = st.id AND bp.last_error IS NOT NULL ORDER BY bp.updated_at DESC LIMIT 1), '')
-FROM backfill_status st WHERE st.version = $1 ORDER BY st.run_number DESC LIMIT 1`, version).
-		Scan(&p.State, &p.RowsDone, &p.BatchesDone, &p.MaxAttempts, &p.PartitionErr)
+	runs, err := batches.ListStatus(ctx, s.pool, &version)
+	if err != nil {
+		return p, err
+	}
+	if len(runs) == 0 {
+		return p, fmt.Errorf("version %d has no run", version)
+	}
+	st := runs[len(runs)-1]
+	p.State, p.RowsDone, p.BatchesDone = string(st.State), st.RowsDone, st.BatchesDone
+	err = s.pool.QueryRow(ctx, `
+SELECT coalesce(max(bp.attempts), 0),
+	coalesce((array_agg(bp.last_error ORDER BY bp.updated_at DESC) FILTER (WHERE bp.last_error IS NOT NULL))[1], '')
+FROM backfill_partitions bp JOIN backfill_runs r ON r.id = bp.run_id
+WHERE r.version = $1 AND r.run_number = $2`, version, st.RunNumber).Scan(&p.MaxAttempts, &p.PartitionErr)
 	return p, err
 }
 

@@ -107,7 +107,6 @@ func TestPostgresOutage(t *testing.T) {
 		require.LessOrEqual(t, n, 30*windows, "log lines of a worker during the outage")
 	}
 
-
 	resume := s.resumeAfter(countVersion, up)
 	requireRunning(t, w1, w2)
 	s.waitCompleted(countVersion)

@@ -1,0 +1,110 @@
+package batches
+
+import (
+	"cmp"
+	"time"
+)
+
+// StatusClock is the time and windows status is computed for. Tests pass a
+// clock instead of waiting for real seconds to pass.
+type StatusClock struct {
+	// Now is the time status is computed at (the server's now() when zero).
+	Now time.Time
+	// SpeedWindow is how far back rows per second are measured
+	// (SpeedWindowDefault when zero).
+	SpeedWindow time.Duration
+	// WaitingAfter is how long a ready job may wait for a worker before its
+	// partition counts as waiting (WaitingAfterDefault when zero).
+	WaitingAfter time.Duration
+}
+
+// Defaults of StatusClock.
+const (
+	SpeedWindowDefault  = time.Minute
+	WaitingAfterDefault = 2 * time.Second
+)
+
+func (c StatusClock) args() (now *time.Time, speed, waiting time.Duration) {
+	if !c.Now.IsZero() {
+		now = &c.Now
+	}
+	return now, cmp.Or(c.SpeedWindow, SpeedWindowDefault), cmp.Or(c.WaitingAfter, WaitingAfterDefault)
+}
+
+// statusQuery computes every run's status ($1: a version, or NULL for all;
+// $2: now, or NULL for the server's; $3: the speed window; $4: how long a
+// ready job may wait before its partition counts as waiting for workers).
+// A run's counters are sums over its partitions, so that batches in
+// parallel never contend on one row.
+const statusQuery = `
+WITH clock AS (SELECT coalesce($2::timestamptz, now()) AS now)
+SELECT r.version, r.name, r.mode, r.direction, r.run_number, r.state,
+	coalesce(p.rows_done, 0)::bigint AS rows_done,
+	coalesce(p.rows_affected, 0)::bigint AS rows_affected,
+	-- The planner's estimate until the run is done; then the truth.
+	CASE WHEN r.state = 'completed' THEN coalesce(p.rows_done, 0)
+		ELSE greatest(r.rows_estimated, coalesce(p.rows_done, 0)) END::bigint AS rows_estimated,
+	coalesce(p.batches_done, 0)::bigint AS batches_done,
+	-- A partition of an active run whose job is gone counts as failed
+	-- until a worker's heartbeat takes it over; idle partitions of a paused
+	-- or cancelled run are not failures.
+	coalesce(p.failed + CASE WHEN r.state IN ('pending', 'running') THEN p.stalled ELSE 0 END, 0)::bigint AS batches_failed,
+	coalesce(p.partitions, 0)::bigint AS partitions,
+	coalesce(p.live, 0)::bigint AS partitions_active,
+	coalesce(r.last_error, p.last_error) AS last_error,
+	r.checksum, r.enqueued_by, r.enqueued_at, r.started_at, r.finished_at,
+	coalesce(p.running, 0)::bigint AS partitions_running,
+	coalesce(p.waiting, 0)::bigint AS partitions_waiting,
+	-- Rows per second over the speed window up to now (or up to the run's
+	-- end), or over the run's whole life or since its last resume when that
+	-- is shorter: the rows of the buckets from w.since on, over the time
+	-- from w.since (or the start) to w.upto.
+	CASE WHEN w.began IS NULL THEN 0 ELSE coalesce(tp.rows, 0) / greatest(extract(epoch FROM
+		w.upto - greatest(w.since, w.began)), 0.001)
+	END::float8 AS rows_per_second,
+	coalesce((r.definition->'options'->>'rate')::float8, 0) AS rate,
+	coalesce(p.max_attempts, 0)::int AS retrying_attempt,
+	coalesce((r.definition->'options'->>'attempts')::int, 0) AS max_attempts
+FROM backfill_runs r
+CROSS JOIN clock
+LEFT JOIN LATERAL (
+	SELECT count(*) AS partitions,
+		sum(x.rows_done) AS rows_done,
+		sum(x.rows_affected) AS rows_affected,
+		sum(x.batches_done) AS batches_done,
+		count(*) FILTER (WHERE x.state = 'failed') AS failed,
+		count(*) FILTER (WHERE x.state IN ('pending', 'running') AND NOT x.live) AS stalled,
+		count(*) FILTER (WHERE x.state IN ('pending', 'running') AND x.live) AS live,
+		count(*) FILTER (WHERE x.state IN ('pending', 'running') AND x.job_state = ` + jobRunning + `) AS running,
+		-- Jobs ready for a while that no worker took.
+		count(*) FILTER (WHERE x.state IN ('pending', 'running') AND x.job_state = ` + jobAvailable + ` AND x.job_ready < clock.now - $4::interval) AS waiting,
+		max(x.attempts) FILTER (WHERE x.state IN ('pending', 'running')) AS max_attempts,
+		(array_agg(x.last_error ORDER BY x.updated_at DESC) FILTER (WHERE x.last_error IS NOT NULL))[1] AS last_error
+	FROM (
+		SELECT bp.*, j.state::text AS job_state, j.scheduled_at AS job_ready,
+			coalesce(j.state IN (` + liveJobStates + `), false) AS live
+		FROM backfill_partitions bp LEFT JOIN ` + riverJobs + ` j ON j.id = bp.job_id
+		WHERE bp.run_id = r.id
+	) x
+) p ON true
+CROSS JOIN LATERAL (
+	SELECT coalesce(r.finished_at, clock.now) AS upto,
+		-- Whole buckets: they start on whole seconds, so the window must
+		-- too, or its first second's rows are left out of the count but not
+		-- of the time. From the last resume or retry on, when that is later
+		-- (greatest ignores a NULL resumed_at).
+		greatest(date_trunc('second', coalesce(r.finished_at, clock.now)) - $3::interval,
+			date_trunc('second', r.resumed_at)) AS since,
+		-- When the run began. A run paused before any worker took it and
+		-- then resumed has no started_at while it runs and gets its
+		-- finished_at as started_at at the end; its first bucket is the start.
+		CASE WHEN r.started_at IS NULL OR r.started_at >= r.finished_at
+			THEN (SELECT min(t.second) FROM backfill_throughput t WHERE t.run_id = r.id)
+			ELSE r.started_at END AS began
+) w
+LEFT JOIN LATERAL (
+	SELECT sum(t.rows) AS rows FROM backfill_throughput t
+	WHERE t.run_id = r.id AND t.second >= w.since AND t.second <= w.upto
+) tp ON true
+WHERE $1::bigint IS NULL OR r.version = $1
+ORDER BY r.version, r.run_number`
