@@ -3,7 +3,6 @@ package faults
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -328,9 +327,7 @@ type Redis struct {
 
 	logs *syncBuffer
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
+	child
 }
 
 // RedisOption configures NewRedis.
@@ -348,7 +345,7 @@ func NewRedis(t testing.TB, opts ...RedisOption) *Redis {
 	if err != nil {
 		Missing(t, "redis-server is not installed (apt-get install redis-server)")
 	}
-	r := &Redis{t: t, bin: bin, logs: &syncBuffer{}}
+	r := &Redis{t: t, bin: bin, logs: &syncBuffer{}, child: child{what: "redis-server"}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -381,11 +378,6 @@ func (r *Redis) Client() *redis.Client {
 // Start starts the server (again, on the same port and directory) and
 // returns once it answers PING.
 func (r *Redis) Start() error {
-	r.mu.Lock()
-	if r.cmd != nil {
-		r.mu.Unlock()
-		return errors.New("faults: redis-server is running already")
-	}
 	args := []string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
 		"--save", "", "--daemonize", "no", "--protected-mode", "no"}
 	if r.persistent {
@@ -395,60 +387,20 @@ func (r *Redis) Start() error {
 	}
 	cmd := exec.Command(r.bin, args...)
 	cmd.Stdout, cmd.Stderr = r.logs, r.logs
-	// Gone with the test process even when it dies without its cleanups.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		r.mu.Unlock()
-		return fmt.Errorf("starting redis-server: %w", err)
+	if err := r.start(cmd); err != nil {
+		return err
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	r.cmd, r.exited = cmd, exited
-	r.mu.Unlock()
-
 	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.port), MaxRetries: -1})
 	defer c.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	return r.waitReady(func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-exited:
-			r.mu.Lock()
-			r.cmd = nil
-			r.mu.Unlock()
-			return fmt.Errorf("redis-server exited at start:\n%s", r.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("redis-server did not answer PING within 20s: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		defer cancel()
+		return c.Ping(ctx).Err()
+	}, r.logs.String)
 }
 
 // Kill kills the server with SIGKILL and returns once it is gone.
-func (r *Redis) Kill() error {
-	r.mu.Lock()
-	cmd, exited := r.cmd, r.exited
-	r.cmd = nil
-	r.mu.Unlock()
-	if cmd == nil {
-		return nil
-	}
-	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return err
-	}
-	<-exited
-	return nil
-}
+func (r *Redis) Kill() error { return r.signal(syscall.SIGKILL, 0) }
 
 // syncBuffer is a bytes.Buffer safe for concurrent use.
 type syncBuffer struct {

@@ -2,7 +2,6 @@ package faults
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,9 +43,7 @@ type PgBouncer struct {
 
 	stderr *syncBuffer
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
+	child
 }
 
 // PgBouncerOption configures NewPgBouncer.
@@ -94,7 +90,7 @@ func NewPgBouncer(t testing.TB, pg *PG, opts ...PgBouncerOption) *PgBouncer {
 	if bin == "" {
 		Missing(t, "pgbouncer is not installed (apt-get install pgbouncer)")
 	}
-	b := &PgBouncer{t: t, bin: bin, pg: pg, poolMode: "transaction", poolSize: 10, maxConns: 200, stderr: &syncBuffer{}}
+	b := &PgBouncer{t: t, bin: bin, pg: pg, poolMode: "transaction", poolSize: 10, maxConns: 200, stderr: &syncBuffer{}, child: child{what: "pgbouncer"}}
 	for _, o := range opts {
 		o(b)
 	}
@@ -229,53 +225,17 @@ func (b *PgBouncer) Log() string {
 // Start starts PgBouncer (again, on the same port and configuration) and
 // returns once a query through it reaches the cluster.
 func (b *PgBouncer) Start() error {
-	b.mu.Lock()
-	if b.cmd != nil {
-		b.mu.Unlock()
-		return errors.New("faults: pgbouncer is running already")
-	}
 	cmd := exec.Command(b.bin, b.ini)
 	cmd.Dir = b.dir
 	cmd.Stdout, cmd.Stderr = b.stderr, b.stderr
-	// Gone with the test process even when it dies without its cleanups
-	// (Go sets the signal after switching to the postgres user, so it
-	// survives that change).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if b.asUser {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(b.uid), Gid: uint32(b.gid)}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(b.uid), Gid: uint32(b.gid)}}
 		cmd.Env = append(os.Environ(), "HOME="+b.dir, "USER=postgres", "LOGNAME=postgres")
 	}
-	if err := cmd.Start(); err != nil {
-		b.mu.Unlock()
-		return fmt.Errorf("starting pgbouncer: %w", err)
+	if err := b.start(cmd); err != nil {
+		return err
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	b.cmd, b.exited = cmd, exited
-	b.mu.Unlock()
-
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := b.ping()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-exited:
-			b.mu.Lock()
-			b.cmd = nil
-			b.mu.Unlock()
-			return fmt.Errorf("pgbouncer exited at start:\n%s", b.Log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("pgbouncer did not pass a query to the cluster within 20s: %v\n%s", err, b.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return b.waitReady(b.ping, b.Log)
 }
 
 // ping runs SELECT 1 on the cluster through PgBouncer.
@@ -298,29 +258,6 @@ func (b *PgBouncer) Stop() error { return b.signal(syscall.SIGTERM, 10*time.Seco
 
 // Kill kills PgBouncer with SIGKILL and returns once it is gone.
 func (b *PgBouncer) Kill() error { return b.signal(syscall.SIGKILL, 0) }
-
-func (b *PgBouncer) signal(sig syscall.Signal, grace time.Duration) error {
-	b.mu.Lock()
-	cmd, exited := b.cmd, b.exited
-	b.cmd = nil
-	b.mu.Unlock()
-	if cmd == nil {
-		return nil
-	}
-	if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return err
-	}
-	if grace > 0 {
-		select {
-		case <-exited:
-			return nil
-		case <-time.After(grace):
-			_ = cmd.Process.Kill()
-		}
-	}
-	<-exited
-	return nil
-}
 
 // PoolStats is one row of PgBouncer's SHOW POOLS: clients and server
 // connections of one database and user.
