@@ -45,6 +45,9 @@ type RunStatus struct {
 	// RetryingAttempt is the highest attempt of a batch being retried (0: none).
 	RetryingAttempt int `json:"retrying_attempt"`
 	MaxAttempts     int `json:"max_attempts"`
+	// WorkersAlive counts the worker processes whose heartbeat is recent,
+	// whatever they work on.
+	WorkersAlive int `json:"workers_alive"`
 
 	LastError  *string    `json:"last_error"`
 	Checksum   string     `json:"checksum"`
@@ -65,8 +68,8 @@ func ListStatus(ctx context.Context, q Querier, version *int64) ([]RunStatus, er
 
 // ListStatusAt is ListStatus at the time and with the windows of clock.
 func ListStatusAt(ctx context.Context, q Querier, version *int64, clock StatusClock) ([]RunStatus, error) {
-	now, speed, waiting := clock.args()
-	rows, err := q.Query(ctx, statusQuery, version, now, speed, waiting)
+	now, speed, waiting, deadAfter := clock.args()
+	rows, err := q.Query(ctx, statusQuery, version, now, speed, waiting, deadAfter)
 	if err != nil {
 		return nil, fmt.Errorf("batches: reading status: %w", err)
 	}
@@ -75,7 +78,8 @@ func ListStatusAt(ctx context.Context, q Querier, version *int64, clock StatusCl
 		err := r.Scan(&s.Version, &s.Name, &s.Mode, &s.Direction, &s.RunNumber, &s.State, &s.RowsDone, &s.RowsAffected,
 			&s.RowsEstimated, &s.BatchesDone, &s.BatchesFailed, &s.Partitions, &s.PartitionsActive, &s.LastError,
 			&s.Checksum, &s.EnqueuedBy, &s.EnqueuedAt, &s.StartedAt, &s.FinishedAt,
-			&s.PartitionsRunning, &s.PartitionsWaiting, &s.RowsPerSecond, &s.Rate, &s.RetryingAttempt, &s.MaxAttempts)
+			&s.PartitionsRunning, &s.PartitionsWaiting, &s.RowsPerSecond, &s.Rate, &s.RetryingAttempt, &s.MaxAttempts,
+			&s.WorkersAlive)
 		if err == nil {
 			s.explain()
 		}
@@ -120,7 +124,12 @@ func (s *RunStatus) explain() {
 		if s.Rate > 0 && s.RowsPerSecond >= 0.9*s.Rate {
 			reasons = append(reasons, fmt.Sprintf("rate limit (%g rows/s)", s.Rate))
 		}
-		if s.PartitionsWaiting > 0 {
+		switch {
+		case s.WorkersAlive == 0 && s.PartitionsWaiting > 0:
+			reasons = append(reasons, fmt.Sprintf("no worker is alive (%d of %d partitions waiting)", s.PartitionsWaiting, s.PartitionsActive))
+		case s.WorkersAlive == 0:
+			reasons = append(reasons, "no worker is alive")
+		case s.PartitionsWaiting > 0:
 			reasons = append(reasons, fmt.Sprintf("waiting for workers (%d of %d partitions)", s.PartitionsWaiting, s.PartitionsActive))
 		}
 	}

@@ -45,4 +45,17 @@ SELECT 1, 0, $1::timestamptz + g * interval '1 second', 100 FROM generate_series
 	require.NoError(t, err)
 	require.Zero(t, later[0].RowsPerSecond)
 	require.Nil(t, later[0].ETASeconds)
+
+	// A worker that beat 5 s ago is alive; 30 s later it is not.
+	testdb.Exec(t, pool, `INSERT INTO backfill_workers (id, host, pid, concurrency, started_at, heartbeat_at) VALUES ('w1', 'h', 1, 4, $1, $1)`, start.Add(55*time.Second))
+	testdb.Exec(t, pool, `INSERT INTO river_job (id, kind, args, state, scheduled_at, max_attempts, queue, priority) VALUES (100, 'backfill_batch', '{}', 'available', $1, 25, 'backfills', 1)`, start)
+	testdb.Exec(t, pool, `UPDATE backfill_partitions SET job_id = 100`)
+	alive, err := batches.ListStatusAt(ctx, pool, &version, batches.StatusClock{Now: start.Add(60 * time.Second)})
+	require.NoError(t, err)
+	require.Equal(t, 1, alive[0].WorkersAlive)
+	require.Contains(t, alive[0].HeldBack, "waiting for workers (1 of 1 partitions)")
+	dead, err := batches.ListStatusAt(ctx, pool, &version, batches.StatusClock{Now: start.Add(90 * time.Second)})
+	require.NoError(t, err)
+	require.Zero(t, dead[0].WorkersAlive)
+	require.Contains(t, dead[0].HeldBack, "no worker is alive (1 of 1 partitions waiting)")
 }

@@ -16,28 +16,38 @@ type StatusClock struct {
 	// WaitingAfter is how long a ready job may wait for a worker before its
 	// partition counts as waiting (WaitingAfterDefault when zero).
 	WaitingAfter time.Duration
+	// DeadAfter is the silence after which a worker is not counted alive
+	// (WorkerDeadAfterDefault when zero).
+	DeadAfter time.Duration
 }
 
 // Defaults of StatusClock.
 const (
 	SpeedWindowDefault  = time.Minute
 	WaitingAfterDefault = 2 * time.Second
+	// WorkerDeadAfterDefault is the silence after which a worker counts as
+	// dead, for status and for the heartbeat that takes over its work.
+	WorkerDeadAfterDefault = 10 * time.Second
 )
 
-func (c StatusClock) args() (now *time.Time, speed, waiting time.Duration) {
+func (c StatusClock) args() (now *time.Time, speed, waiting, deadAfter time.Duration) {
 	if !c.Now.IsZero() {
 		now = &c.Now
 	}
-	return now, cmp.Or(c.SpeedWindow, SpeedWindowDefault), cmp.Or(c.WaitingAfter, WaitingAfterDefault)
+	return now, cmp.Or(c.SpeedWindow, SpeedWindowDefault), cmp.Or(c.WaitingAfter, WaitingAfterDefault),
+		cmp.Or(c.DeadAfter, WorkerDeadAfterDefault)
 }
 
 // statusQuery computes every run's status ($1: a version, or NULL for all;
 // $2: now, or NULL for the server's; $3: the speed window; $4: how long a
-// ready job may wait before its partition counts as waiting for workers).
+// ready job may wait before its partition counts as waiting for workers; $5:
+// the silence after which a worker is not counted alive).
 // A run's counters are sums over its partitions, so that batches in
 // parallel never contend on one row.
 const statusQuery = `
-WITH clock AS (SELECT coalesce($2::timestamptz, now()) AS now)
+WITH clock AS (SELECT coalesce($2::timestamptz, now()) AS now),
+alive AS (SELECT count(*) AS workers FROM backfill_workers, clock
+	WHERE heartbeat_at >= clock.now - $5::interval AND heartbeat_at <= clock.now + interval '1 minute')
 SELECT r.version, r.name, r.mode, r.direction, r.run_number, r.state,
 	coalesce(p.rows_done, 0)::bigint AS rows_done,
 	coalesce(p.rows_affected, 0)::bigint AS rows_affected,
@@ -64,9 +74,11 @@ SELECT r.version, r.name, r.mode, r.direction, r.run_number, r.state,
 	END::float8 AS rows_per_second,
 	coalesce((r.definition->'options'->>'rate')::float8, 0) AS rate,
 	coalesce(p.max_attempts, 0)::int AS retrying_attempt,
-	coalesce((r.definition->'options'->>'attempts')::int, 0) AS max_attempts
+	coalesce((r.definition->'options'->>'attempts')::int, 0) AS max_attempts,
+	alive.workers
 FROM backfill_runs r
 CROSS JOIN clock
+CROSS JOIN alive
 LEFT JOIN LATERAL (
 	SELECT count(*) AS partitions,
 		sum(x.rows_done) AS rows_done,

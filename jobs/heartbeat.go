@@ -18,7 +18,7 @@ import (
 // partitions are running again about 10-15 s after the crash.
 const (
 	HeartbeatDefault = 2 * time.Second
-	DeadAfterDefault = 10 * time.Second
+	DeadAfterDefault = batches.WorkerDeadAfterDefault
 )
 
 // heartbeat keeps the worker's row in backfill_workers fresh and, on every
