@@ -109,11 +109,11 @@ func ProcessBatchTx(ctx context.Context, tx pgx.Tx, p BatchParams) (*BatchResult
 	// One round trip: the transaction's bounds, then the partition's lock.
 	b := &pgx.Batch{}
 	timeouts.queue(b, &pid)
-	b.Queue(`
+	b.Queue(inSchema(`
 SELECT bp.cursor_key, bp.upper_key, bp.state, bp.job_id, r.state
 FROM backfill_partitions bp JOIN backfill_runs r ON r.id = bp.run_id
 WHERE bp.run_id = $1 AND bp.partition = $2
-FOR UPDATE OF bp`, run.ID, p.Partition).QueryRow(func(row pgx.Row) error {
+FOR UPDATE OF bp`), run.ID, p.Partition).QueryRow(func(row pgx.Row) error {
 		if err := row.Scan(&cursor, &upper, &state, &jobID, &runState); err != nil {
 			return fmt.Errorf("batches: locking partition %d of run %d: %w", p.Partition, run.ID, err)
 		}
@@ -158,18 +158,18 @@ FOR UPDATE OF bp`, run.ID, p.Partition).QueryRow(func(row pgx.Row) error {
 	if res.PartitionDone {
 		next = "done"
 	}
-	if _, err := tx.Exec(ctx, `
+	if _, err := tx.Exec(ctx, inSchema(`
 UPDATE backfill_partitions
 SET cursor_key = $3, state = $4, rows_done = rows_done + $5, rows_affected = rows_affected + $6,
 	batches_done = batches_done + $7, attempts = 0, last_error = NULL, updated_at = now()
-WHERE run_id = $1 AND partition = $2`,
+WHERE run_id = $1 AND partition = $2`),
 		run.ID, p.Partition, cursor, next, res.Batch.Rows, res.RowsAffected, boolInt(ok)); err != nil {
 		return nil, fmt.Errorf("batches: checkpointing partition %d of run %d: %w", p.Partition, run.ID, err)
 	}
 	if ok {
-		if _, err := tx.Exec(ctx, `
+		if _, err := tx.Exec(ctx, inSchema(`
 INSERT INTO backfill_throughput (run_id, partition, second, rows) VALUES ($1, $2, date_trunc('second', now()), $3)
-ON CONFLICT (run_id, partition, second) DO UPDATE SET rows = backfill_throughput.rows + excluded.rows`,
+ON CONFLICT (run_id, partition, second) DO UPDATE SET rows = backfill_throughput.rows + excluded.rows`),
 			run.ID, p.Partition, n); err != nil {
 			return nil, fmt.Errorf("batches: recording throughput of run %d: %w", run.ID, err)
 		}
@@ -211,13 +211,13 @@ func RecordFailureTx(ctx context.Context, tx pgx.Tx, p BatchParams, failure erro
 	if errors.Is(failure, ErrKeysOutOfRange) {
 		maxAttempts = 1 // trying again cannot help
 	}
-	err := tx.QueryRow(ctx, `
+	err := tx.QueryRow(ctx, inSchema(`
 UPDATE backfill_partitions
 SET attempts = attempts + 1,
 	state = CASE WHEN attempts + 1 >= $4 THEN 'failed' ELSE state END,
 	last_error = $5, failed_first = $6, failed_last = $7, updated_at = now()
 WHERE run_id = $1 AND partition = $2 AND coalesce(job_id, 0) = $3 AND state IN ('pending', 'running')
-RETURNING attempts`,
+RETURNING attempts`),
 		p.Run.ID, p.Partition, p.JobID, maxAttempts, message, first, last).Scan(&f.Attempt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotOwner
@@ -228,7 +228,7 @@ RETURNING attempts`,
 	if f.Final = f.Attempt >= maxAttempts; !f.Final {
 		return f, nil
 	}
-	if _, err := tx.Exec(ctx, `UPDATE backfill_runs SET last_error = $2 WHERE id = $1`, p.Run.ID, message); err != nil {
+	if _, err := tx.Exec(ctx, inSchema(`UPDATE backfill_runs SET last_error = $2 WHERE id = $1`), p.Run.ID, message); err != nil {
 		return nil, fmt.Errorf("batches: recording failure of run %d: %w", p.Run.ID, err)
 	}
 	if f.RunState, err = settleRunTx(ctx, tx, p.Run); err != nil {

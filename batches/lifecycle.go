@@ -112,7 +112,7 @@ func (t transition) applyTx(ctx context.Context, tx pgx.Tx, run *Run) error {
 		// A run resumed before any worker took it has no start time.
 		set += ", finished_at = now(), started_at = coalesce(started_at, now())"
 	}
-	if _, err := tx.Exec(ctx, `UPDATE backfill_runs SET `+set+` WHERE id = $1`, run.ID, t.to); err != nil {
+	if _, err := tx.Exec(ctx, inSchema(`UPDATE backfill_runs SET `+set+` WHERE id = $1`), run.ID, t.to); err != nil {
 		return fmt.Errorf("batches: %s %s: %w", t.name, run.Label(), err)
 	}
 	run.State = t.to
@@ -123,7 +123,7 @@ func (t transition) applyTx(ctx context.Context, tx pgx.Tx, run *Run) error {
 // returns its state.
 func lockRunTx(ctx context.Context, tx pgx.Tx, runID int64) (State, error) {
 	var s State
-	if err := tx.QueryRow(ctx, `SELECT state FROM backfill_runs WHERE id = $1 FOR NO KEY UPDATE`, runID).Scan(&s); err != nil {
+	if err := tx.QueryRow(ctx, inSchema(`SELECT state FROM backfill_runs WHERE id = $1 FOR NO KEY UPDATE`), runID).Scan(&s); err != nil {
 		return "", fmt.Errorf("batches: locking run %d: %w", runID, err)
 	}
 	return s, nil
@@ -137,8 +137,8 @@ func changeLatestTx(ctx context.Context, tx pgx.Tx, version int64, t transition,
 		return nil, err
 	}
 	if lockParts != "" {
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM backfill_partitions WHERE run_id = $1 AND state IN (`+lockParts+`)
-ORDER BY partition FOR UPDATE`, run.ID); err != nil {
+		if _, err := tx.Exec(ctx, inSchema(`SELECT 1 FROM backfill_partitions WHERE run_id = $1 AND state IN (`+lockParts+`)
+ORDER BY partition FOR UPDATE`), run.ID); err != nil {
 			return nil, fmt.Errorf("batches: locking partitions of %s: %w", run.Label(), err)
 		}
 	}
@@ -201,7 +201,7 @@ func RetryTx(ctx context.Context, tx pgx.Tx, version int64) (*Run, []int, error)
 	if len(parts) == 0 || run.State == StateCompleted {
 		return nil, nil, fmt.Errorf("%w: %s is %s", ErrNothingToRetry, run.Label(), run.State)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE backfill_partitions SET state = 'pending' WHERE run_id = $1 AND state = 'failed'`, run.ID); err != nil {
+	if _, err := tx.Exec(ctx, inSchema(`UPDATE backfill_partitions SET state = 'pending' WHERE run_id = $1 AND state = 'failed'`), run.ID); err != nil {
 		return nil, nil, fmt.Errorf("batches: retrying %s: %w", run.Label(), err)
 	}
 	return run, parts, retryRun.applyTx(ctx, tx, run)
@@ -226,7 +226,7 @@ const liveJob = `EXISTS (SELECT 1 FROM ` + riverJobs + ` j WHERE j.id = bp.job_i
 // order, and takes their owner away (keeping their checkpoints and clearing
 // their attempts), so that new jobs can be assigned. It returns them.
 func releaseTx(ctx context.Context, tx pgx.Tx, runID int64, cond string) ([]int, error) {
-	rows, err := tx.Query(ctx, `
+	rows, err := tx.Query(ctx, inSchema(`
 WITH locked AS (
 	SELECT bp.partition FROM backfill_partitions bp WHERE bp.run_id = $1 AND `+cond+`
 	ORDER BY bp.partition FOR UPDATE
@@ -234,7 +234,7 @@ WITH locked AS (
 UPDATE backfill_partitions bp
 SET job_id = NULL, attempts = 0, failed_first = NULL, failed_last = NULL, updated_at = now()
 FROM locked WHERE bp.run_id = $1 AND bp.partition = locked.partition
-RETURNING bp.partition`, runID)
+RETURNING bp.partition`), runID)
 	if err != nil {
 		return nil, fmt.Errorf("batches: releasing partitions of run %d: %w", runID, err)
 	}
@@ -253,13 +253,13 @@ RETURNING bp.partition`, runID)
 func MarkStarted(ctx context.Context, db interface {
 	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
 }, runID int64) (bool, error) {
-	tag, err := db.Exec(ctx, `UPDATE backfill_runs
+	tag, err := db.Exec(ctx, inSchema(`UPDATE backfill_runs
 SET state = CASE WHEN state = $2 THEN $3 ELSE state END, started_at = coalesce(started_at, now())
-WHERE id = $1 AND (state = $2 OR (state = $3 AND started_at IS NULL))`, runID, startRun.from[0], startRun.to)
+WHERE id = $1 AND (state = $2 OR (state = $3 AND started_at IS NULL))`), runID, startRun.from[0], startRun.to)
 	if err != nil {
 		return false, fmt.Errorf("batches: starting run %d: %w", runID, err)
 	}
-	if _, err := db.Exec(ctx, `DELETE FROM backfill_throughput WHERE run_id = $1 AND second < now() - interval '10 minutes'`, runID); err != nil {
+	if _, err := db.Exec(ctx, inSchema(`DELETE FROM backfill_throughput WHERE run_id = $1 AND second < now() - interval '10 minutes'`), runID); err != nil {
 		return false, fmt.Errorf("batches: pruning throughput of run %d: %w", runID, err)
 	}
 	return tag.RowsAffected() > 0, nil
@@ -268,7 +268,7 @@ WHERE id = $1 AND (state = $2 OR (state = $3 AND started_at IS NULL))`, runID, s
 // StateOf reads a run's state.
 func StateOf(ctx context.Context, q Querier, runID int64) (State, error) {
 	var s State
-	if err := q.QueryRow(ctx, `SELECT state FROM backfill_runs WHERE id = $1`, runID).Scan(&s); err != nil {
+	if err := q.QueryRow(ctx, inSchema(`SELECT state FROM backfill_runs WHERE id = $1`), runID).Scan(&s); err != nil {
 		return "", fmt.Errorf("batches: reading the state of run %d: %w", runID, err)
 	}
 	return s, nil
@@ -287,7 +287,7 @@ func settleRunTx(ctx context.Context, tx pgx.Tx, r *Run) (State, error) {
 	run := *r
 	run.State = state
 	var active, failed int
-	if err := tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state IN ('pending', 'running')), count(*) FILTER (WHERE state = 'failed') FROM backfill_partitions WHERE run_id = $1`,
+	if err := tx.QueryRow(ctx, inSchema(`SELECT count(*) FILTER (WHERE state IN ('pending', 'running')), count(*) FILTER (WHERE state = 'failed') FROM backfill_partitions WHERE run_id = $1`),
 		run.ID).Scan(&active, &failed); err != nil {
 		return "", fmt.Errorf("batches: settling %s: %w", run.Label(), err)
 	}
@@ -313,7 +313,7 @@ func settleRunTx(ctx context.Context, tx pgx.Tx, r *Run) (State, error) {
 			}
 			msg += fmt.Sprintf(" of %s have a NULL %s and were never visited; give them keys (or leave them out with where), then cancel and run again",
 				quoteQualified(run.Options.Table), pgx.Identifier{run.Options.Key}.Sanitize())
-			if _, err := tx.Exec(ctx, `UPDATE backfill_runs SET last_error = $2 WHERE id = $1`, run.ID, msg); err != nil {
+			if _, err := tx.Exec(ctx, inSchema(`UPDATE backfill_runs SET last_error = $2 WHERE id = $1`), run.ID, msg); err != nil {
 				return "", fmt.Errorf("batches: settling %s: %w", run.Label(), err)
 			}
 		}

@@ -117,7 +117,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts MigrateOptions) (*Mig
 	}
 	defer lock.release()
 
-	migrator, err := rivermigrate.New(riverpgxv5.New(pool), nil)
+	migrator, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Schema: SchemaName()})
 	if err != nil {
 		return nil, fmt.Errorf("batches: migrate: %w", err)
 	}
@@ -137,9 +137,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts MigrateOptions) (*Mig
 	}
 	// Rows written by an earlier release have no name or checksum: adopt
 	// the binary's, which compareMigrations found consistent.
-	if _, err := pool.Exec(lock.ctx, `UPDATE backfill_schema_version v SET name = m.name, checksum = m.checksum
+	if _, err := pool.Exec(lock.ctx, inSchema(`UPDATE backfill_schema_version v SET name = m.name, checksum = m.checksum
 FROM unnest($1::int[], $2::text[], $3::text[]) AS m(version, name, checksum)
-WHERE v.version = m.version AND v.checksum IS NULL`, versionsOf(known), namesOf(known), checksumsOf(known)); err != nil {
+WHERE v.version = m.version AND v.checksum IS NULL`), versionsOf(known), namesOf(known), checksumsOf(known)); err != nil {
 		return nil, fmt.Errorf("batches: migrate: recording checksums: %w", err)
 	}
 	for _, m := range known[len(applied):] {
@@ -176,7 +176,7 @@ func checksumsOf(ms []Migration) (out []string) {
 // brings one made by an earlier release (a version column only) up to date.
 func bootstrapTx(ctx context.Context, pool *pgxpool.Pool) error {
 	var ready bool
-	if err := pool.QueryRow(ctx, `SELECT to_regclass('backfill_migrate_lock') IS NOT NULL`).Scan(&ready); err != nil {
+	if err := pool.QueryRow(ctx, inSchema(`SELECT to_regclass('backfill_migrate_lock') IS NOT NULL`)).Scan(&ready); err != nil {
 		return fmt.Errorf("batches: migrate: %w", err)
 	}
 	if ready {
@@ -206,13 +206,66 @@ COMMENT ON TABLE backfill_migrate_lock IS 'The lease that serialises "enqueue mi
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, bootstrapLockKey); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, bootstrap)
+		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{SchemaName()}.Sanitize()); err != nil {
+			return err
+		}
+		if err := adoptEarlierInstallTx(ctx, tx); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, inSchema(bootstrap))
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("batches: migrate: preparing the migration tables: %w", err)
 	}
 	return nil
+}
+
+// earlierTables are the engine's relations of the release before it had a
+// schema of its own.
+var earlierTables = []string{"backfill_runs", "backfill_partitions", "backfill_throughput", "backfill_schema_version", "backfill_status"}
+
+// adoptEarlierInstallTx moves the engine's tables made by an earlier release
+// (in the first schema of search_path, usually public) into the engine's
+// schema, so that the version table's history, and with it run-once, is
+// kept. River's tables there stay where they are: the application may share
+// them. The runs' jobs were in them, so the heartbeat of the new workers
+// gives unfinished partitions new jobs in the engine's schema.
+func adoptEarlierInstallTx(ctx context.Context, tx pgx.Tx) error {
+	schema := SchemaName()
+	var earlier *string
+	err := tx.QueryRow(ctx, `SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = to_regclass('backfill_runs') AND n.nspname <> $1 AND to_regclass($2) IS NULL`,
+		schema, pgx.Identifier{schema, "backfill_runs"}.Sanitize()).Scan(&earlier)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, name := range earlierTables {
+		var kind string
+		err := tx.QueryRow(ctx, `SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`,
+			*earlier, name).Scan(&kind)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		what := "TABLE"
+		if kind == "v" {
+			what = "VIEW"
+		}
+		if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER %s %s SET SCHEMA %s", what, pgx.Identifier{*earlier, name}.Sanitize(), pgx.Identifier{schema}.Sanitize())); err != nil {
+			return fmt.Errorf("moving %s.%s into schema %s: %w", *earlier, name, schema, err)
+		}
+	}
+	// The old jobs' ids mean nothing in the new River tables (and may name
+	// other jobs there): unfinished partitions have no owner until the
+	// heartbeat, resume or retry gives them one.
+	_, err = tx.Exec(ctx, inSchema(`UPDATE backfill_partitions SET job_id = NULL WHERE state IN ('pending', 'running')`))
+	return err
 }
 
 // bootstrapLockKey names the advisory lock of bootstrapTx.
@@ -222,7 +275,7 @@ const bootstrapLockKey int64 = 7349021554
 // the table does not exist yet.
 func AppliedMigrations(ctx context.Context, q Querier) ([]AppliedMigration, error) {
 	var exists bool
-	if err := q.QueryRow(ctx, `SELECT to_regclass('backfill_schema_version') IS NOT NULL`).Scan(&exists); err != nil {
+	if err := q.QueryRow(ctx, inSchema(`SELECT to_regclass('backfill_schema_version') IS NOT NULL`)).Scan(&exists); err != nil {
 		return nil, fmt.Errorf("batches: reading the schema version: %w", err)
 	}
 	if !exists {
@@ -231,14 +284,14 @@ func AppliedMigrations(ctx context.Context, q Querier) ([]AppliedMigration, erro
 	// name, checksum and applied_at came with the versioned migrations: a
 	// table of an earlier release has only version.
 	var hasChecksum bool
-	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'backfill_schema_version'::regclass AND attname = 'checksum' AND NOT attisdropped)`).Scan(&hasChecksum); err != nil {
+	if err := q.QueryRow(ctx, inSchema(`SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'backfill_schema_version'::regclass AND attname = 'checksum' AND NOT attisdropped)`)).Scan(&hasChecksum); err != nil {
 		return nil, fmt.Errorf("batches: reading the schema version: %w", err)
 	}
 	sql := `SELECT version, '', '', now() FROM backfill_schema_version ORDER BY version`
 	if hasChecksum {
 		sql = `SELECT version, coalesce(name, ''), coalesce(checksum, ''), applied_at FROM backfill_schema_version ORDER BY version`
 	}
-	rows, err := q.Query(ctx, sql)
+	rows, err := q.Query(ctx, inSchema(sql))
 	if err != nil {
 		return nil, fmt.Errorf("batches: reading the schema version: %w", err)
 	}
@@ -269,6 +322,10 @@ func compareMigrations(applied []AppliedMigration, known []Migration) error {
 				ErrMigrationChanged, a.Version, a.Name, a.Checksum, k.Version, k.Name, k.Checksum)
 		}
 	}
+	if len(applied) == 0 {
+		return fmt.Errorf("%w: schema %s has no version table: run \"enqueue migrate\", or point --schema (BACKFILL_SCHEMA) at the schema that has it",
+			ErrSchemaOutdated, pgx.Identifier{SchemaName()}.Sanitize())
+	}
 	if len(applied) < len(known) {
 		return fmt.Errorf("%w: the database is at schema version %d, this binary needs %d: run \"enqueue migrate\"",
 			ErrSchemaOutdated, len(applied), len(known))
@@ -291,17 +348,23 @@ func CheckSchema(ctx context.Context, q Querier) error {
 // between the two is reported with what to check.
 func applyMigration(ctx context.Context, pool *pgxpool.Pool, m Migration) error {
 	record := func(ctx context.Context, db Execer) error {
-		_, err := db.Exec(ctx, `INSERT INTO backfill_schema_version (version, name, checksum) VALUES ($1, $2, $3)
-ON CONFLICT (version) DO UPDATE SET name = excluded.name, checksum = excluded.checksum`, m.Version, m.Name, m.Checksum)
+		_, err := db.Exec(ctx, inSchema(`INSERT INTO backfill_schema_version (version, name, checksum) VALUES ($1, $2, $3)
+ON CONFLICT (version) DO UPDATE SET name = excluded.name, checksum = excluded.checksum`), m.Version, m.Name, m.Checksum)
 		return err
 	}
 	var err error
 	if m.NoTransaction {
-		if _, err = pool.Exec(ctx, m.SQL); err == nil {
+		// No search_path of our own here: such a file names only tables
+		// inSchema knows.
+		if _, err = pool.Exec(ctx, inSchema(m.SQL)); err == nil {
 			err = record(ctx, pool)
 		}
 	} else {
 		err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			// What the file creates lands in the engine's schema.
+			if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true)`, pgx.Identifier{SchemaName()}.Sanitize()); err != nil {
+				return err
+			}
 			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return err
 			}

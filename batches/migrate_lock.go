@@ -59,10 +59,10 @@ func acquireMigrateLock(ctx context.Context, pool *pgxpool.Pool, o MigrateOption
 	deadline := time.Now().Add(o.Wait)
 	lastHolder := ""
 	for {
-		tag, err := pool.Exec(ctx, `
+		tag, err := pool.Exec(ctx, inSchema(`
 INSERT INTO backfill_migrate_lock (id, holder, expires_at) VALUES (1, $1, now() + $2::interval)
 ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, acquired_at = now(), expires_at = excluded.expires_at
-WHERE backfill_migrate_lock.expires_at < now()`, o.Holder, o.Lease)
+WHERE backfill_migrate_lock.expires_at < now()`), o.Holder, o.Lease)
 		if err != nil {
 			return nil, fmt.Errorf("batches: migrate: taking the migration lock: %w", err)
 		}
@@ -73,7 +73,7 @@ WHERE backfill_migrate_lock.expires_at < now()`, o.Holder, o.Lease)
 			holder  string
 			expires time.Time
 		)
-		err = pool.QueryRow(ctx, `SELECT holder, expires_at FROM backfill_migrate_lock WHERE id = 1`).Scan(&holder, &expires)
+		err = pool.QueryRow(ctx, inSchema(`SELECT holder, expires_at FROM backfill_migrate_lock WHERE id = 1`)).Scan(&holder, &expires)
 		if err == nil && holder != lastHolder && o.OnWait != nil {
 			o.OnWait(holder, expires)
 			lastHolder = holder
@@ -110,7 +110,7 @@ func (l *migrateLock) renew(lease time.Duration) {
 		case <-ticker.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), lease/3)
-		tag, err := l.pool.Exec(ctx, `UPDATE backfill_migrate_lock SET expires_at = now() + $2::interval WHERE id = 1 AND holder = $1`, l.holder, lease)
+		tag, err := l.pool.Exec(ctx, inSchema(`UPDATE backfill_migrate_lock SET expires_at = now() + $2::interval WHERE id = 1 AND holder = $1`), l.holder, lease)
 		cancel()
 		switch {
 		case err == nil && tag.RowsAffected() == 1:
@@ -137,6 +137,6 @@ func (l *migrateLock) release() {
 	l.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, _ = l.pool.Exec(ctx, `DELETE FROM backfill_migrate_lock WHERE id = 1 AND holder = $1`, l.holder)
+	_, _ = l.pool.Exec(ctx, inSchema(`DELETE FROM backfill_migrate_lock WHERE id = 1 AND holder = $1`), l.holder)
 	l.cancel(nil)
 }

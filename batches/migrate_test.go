@@ -81,8 +81,11 @@ func TestMigrate_LockOfADeadProcessExpires(t *testing.T) {
 }
 
 // A database that the last release migrated (restored from its dump, with a
-// completed run) is upgraded in place: only the new migrations run, the
-// release's version row gets its name and checksum, and the run is intact.
+// completed run, everything in public) is upgraded in place: the engine's
+// tables move into its own schema with their history (run-once holds), only
+// the new migrations run, the release's version row gets its name and
+// checksum, and River gets tables of its own there while the old ones in
+// public, which an application may share, are left alone.
 func TestMigrate_UpgradesTheLastReleasesSchema(t *testing.T) {
 	t.Parallel()
 	url, pool := testdb.NewEmpty(t)
@@ -100,8 +103,14 @@ func TestMigrate_UpgradesTheLastReleasesSchema(t *testing.T) {
 	require.ErrorIs(t, batches.CheckSchema(ctx, pool), batches.ErrSchemaOutdated, "the release's schema is older than this binary")
 	res, err := batches.Migrate(ctx, pool, batches.MigrateOptions{})
 	require.NoError(t, err)
-	require.Zero(t, res.RiverSteps, "River's schema was up to date")
+	require.Positive(t, res.RiverSteps, "River installed in the engine's schema")
 	require.Len(t, res.Applied, batches.SchemaVersion()-1, "all but the release's one migration")
+	var inPublic, riverInPublic, ours bool
+	require.NoError(t, pool.QueryRow(ctx, `SELECT to_regclass('public.backfill_runs') IS NOT NULL, to_regclass('public.river_job') IS NOT NULL,
+	to_regclass('backfill.backfill_runs') IS NOT NULL`).Scan(&inPublic, &riverInPublic, &ours))
+	require.False(t, inPublic, "the engine's tables moved out of public")
+	require.True(t, riverInPublic, "River's tables in public are not the engine's to move")
+	require.True(t, ours)
 	require.Equal(t, 2, res.Applied[0].Version)
 	require.NoError(t, batches.CheckSchema(ctx, pool))
 

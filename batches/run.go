@@ -88,11 +88,11 @@ func CreateRunTx(ctx context.Context, tx pgx.Tx, p NewRunParams) (*Run, []int, e
 		State: StatePending, KeyType: plan.KeyType, Checksum: def.Checksum, Options: def.Options,
 		UpSQL: def.UpSQL, DownSQL: def.DownSQL, Source: def.Source,
 	}
-	err = tx.QueryRow(ctx, `
+	err = tx.QueryRow(ctx, inSchema(`
 INSERT INTO backfill_runs (version, run_number, name, mode, direction, checksum, definition, key_type, state, rows_estimated, enqueued_by)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10)
 ON CONFLICT (version, run_number) DO NOTHING
-RETURNING id`, def.Version, p.RunNumber, def.Name, def.Mode, p.Direction, def.Checksum,
+RETURNING id`), def.Version, p.RunNumber, def.Name, def.Mode, p.Direction, def.Checksum,
 		// As text: in pgx's exec and simple_protocol modes (behind PgBouncer)
 		// a []byte would be sent as bytea.
 		string(stored), plan.KeyType,
@@ -106,7 +106,7 @@ RETURNING id`, def.Version, p.RunNumber, def.Name, def.Mode, p.Direction, def.Ch
 	parts := make([]int, len(plan.Ranges))
 	for i, kr := range plan.Ranges {
 		parts[i] = i
-		if _, err := tx.Exec(ctx, `INSERT INTO backfill_partitions (run_id, partition, lower_key, upper_key, cursor_key) VALUES ($1, $2, $3, $4, $3)`,
+		if _, err := tx.Exec(ctx, inSchema(`INSERT INTO backfill_partitions (run_id, partition, lower_key, upper_key, cursor_key) VALUES ($1, $2, $3, $4, $3)`),
 			run.ID, i, kr.Lower, kr.Upper); err != nil {
 			return nil, nil, fmt.Errorf("batches: recording partitions of %s: %w", def.Label(), err)
 		}
@@ -118,8 +118,8 @@ RETURNING id`, def.Version, p.RunNumber, def.Name, def.Mode, p.Direction, def.Ch
 // from then on only job to may work it. It returns ErrNotOwner when from does
 // not own the partition.
 func AssignJobTx(ctx context.Context, tx pgx.Tx, runID int64, partition int, from, to int64) error {
-	tag, err := tx.Exec(ctx, `UPDATE backfill_partitions SET job_id = $4, updated_at = now()
-WHERE run_id = $1 AND partition = $2 AND coalesce(job_id, 0) = $3`, runID, partition, from, to)
+	tag, err := tx.Exec(ctx, inSchema(`UPDATE backfill_partitions SET job_id = $4, updated_at = now()
+WHERE run_id = $1 AND partition = $2 AND coalesce(job_id, 0) = $3`), runID, partition, from, to)
 	if err != nil {
 		return fmt.Errorf("batches: assigning partition %d of run %d: %w", partition, runID, err)
 	}
@@ -145,7 +145,7 @@ func scanRun(row pgx.Row) (*Run, error) {
 
 // LoadRun reads a run by id.
 func LoadRun(ctx context.Context, q Querier, id int64) (*Run, error) {
-	r, err := scanRun(q.QueryRow(ctx, `SELECT `+runColumns+` FROM backfill_runs WHERE id = $1`, id))
+	r, err := scanRun(q.QueryRow(ctx, inSchema(`SELECT `+runColumns+` FROM backfill_runs WHERE id = $1`), id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: id %d", ErrRunNotFound, id)
 	}
@@ -162,7 +162,7 @@ func LatestRun(ctx context.Context, q Querier, version int64, forUpdate bool) (*
 	if forUpdate {
 		sql += ` FOR NO KEY UPDATE` // see the lock order in lifecycle.go
 	}
-	r, err := scanRun(q.QueryRow(ctx, sql, version))
+	r, err := scanRun(q.QueryRow(ctx, inSchema(sql), version))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: version %d was never enqueued", ErrRunNotFound, version)
 	}

@@ -69,7 +69,7 @@ func ListStatus(ctx context.Context, q Querier, version *int64) ([]RunStatus, er
 // ListStatusAt is ListStatus at the time and with the windows of clock.
 func ListStatusAt(ctx context.Context, q Querier, version *int64, clock StatusClock) ([]RunStatus, error) {
 	now, speed, waiting, deadAfter := clock.args()
-	rows, err := q.Query(ctx, statusQuery, version, now, speed, waiting, deadAfter)
+	rows, err := q.Query(ctx, inSchema(statusQuery), version, now, speed, waiting, deadAfter)
 	if err != nil {
 		return nil, fmt.Errorf("batches: reading status: %w", err)
 	}
@@ -148,8 +148,8 @@ type LatestRunInfo struct {
 
 // LatestRuns returns, per version ever enqueued, its newest run.
 func LatestRuns(ctx context.Context, q Querier) (map[int64]LatestRunInfo, error) {
-	rows, err := q.Query(ctx, `SELECT DISTINCT ON (version) version, run_number, direction, state, checksum
-FROM backfill_runs ORDER BY version, run_number DESC`)
+	rows, err := q.Query(ctx, inSchema(`SELECT DISTINCT ON (version) version, run_number, direction, state, checksum
+FROM backfill_runs ORDER BY version, run_number DESC`))
 	if err != nil {
 		return nil, fmt.Errorf("batches: reading the version table: %w", err)
 	}

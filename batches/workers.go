@@ -34,8 +34,8 @@ type Execer interface {
 
 // Heartbeat records that the worker is alive now.
 func Heartbeat(ctx context.Context, db Execer, w WorkerInfo) error {
-	_, err := db.Exec(ctx, `INSERT INTO backfill_workers (id, host, pid, concurrency) VALUES ($1, $2, $3, $4)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()`, w.ID, w.Host, w.PID, w.Concurrency)
+	_, err := db.Exec(ctx, inSchema(`INSERT INTO backfill_workers (id, host, pid, concurrency) VALUES ($1, $2, $3, $4)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()`), w.ID, w.Host, w.PID, w.Concurrency)
 	if err != nil {
 		return fmt.Errorf("batches: heartbeat of worker %s: %w", w.ID, err)
 	}
@@ -45,7 +45,7 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()`, w.ID, w.Host, w.PID, w.Con
 // ForgetWorker removes a worker that stops, and the rows of workers dead for
 // longer than an hour.
 func ForgetWorker(ctx context.Context, db Execer, id string) error {
-	if _, err := db.Exec(ctx, `DELETE FROM backfill_workers WHERE id = $1 OR heartbeat_at < now() - interval '1 hour'`, id); err != nil {
+	if _, err := db.Exec(ctx, inSchema(`DELETE FROM backfill_workers WHERE id = $1 OR heartbeat_at < now() - interval '1 hour'`), id); err != nil {
 		return fmt.Errorf("batches: forgetting worker %s: %w", id, err)
 	}
 	return nil
@@ -54,7 +54,7 @@ func ForgetWorker(ctx context.Context, db Execer, id string) error {
 // LiveWorkers counts the workers whose heartbeat is younger than deadAfter.
 func LiveWorkers(ctx context.Context, q Querier, deadAfter time.Duration) (int, error) {
 	var n int
-	if err := q.QueryRow(ctx, `SELECT count(*) FROM backfill_workers WHERE heartbeat_at >= now() - $1::interval`, deadAfter).Scan(&n); err != nil {
+	if err := q.QueryRow(ctx, inSchema(`SELECT count(*) FROM backfill_workers WHERE heartbeat_at >= now() - $1::interval`), deadAfter).Scan(&n); err != nil {
 		return 0, fmt.Errorf("batches: counting live workers: %w", err)
 	}
 	return n, nil
@@ -89,7 +89,7 @@ var (
 // LostPartitions finds the unfinished partitions of active runs whose job is
 // running on a worker silent for longer than deadAfter, or has ended.
 func LostPartitions(ctx context.Context, q Querier, deadAfter time.Duration) ([]LostPartition, error) {
-	rows, err := q.Query(ctx, `
+	rows, err := q.Query(ctx, inSchema(`
 SELECT bp.run_id, bp.partition, coalesce(bp.job_id, 0), coalesce(w.id, ''), coalesce(w.host, ''), coalesce(w.pid, 0),
 	coalesce(extract(epoch FROM now() - w.heartbeat_at)::float8, 0), coalesce(j.state::text, 'missing')
 FROM backfill_partitions bp
@@ -101,7 +101,7 @@ WHERE bp.state IN ('pending', 'running') AND (
 	-- Every change of owner commits with the new job, so an active run's
 	-- partition whose job has ended is an orphan.
 	OR j.id IS NULL OR j.state NOT IN (`+liveJobStates+`))
-ORDER BY bp.run_id, bp.partition`, deadAfter)
+ORDER BY bp.run_id, bp.partition`), deadAfter)
 	if err != nil {
 		return nil, fmt.Errorf("batches: looking for partitions of dead workers: %w", err)
 	}

@@ -57,7 +57,7 @@ func (e *Enqueuer) SetTimeouts(t batches.Timeouts) {
 
 // NewEnqueuer returns an Enqueuer; host is recorded as who enqueued each run.
 func NewEnqueuer(pool *pgxpool.Pool, registry *batches.Registry, host string) (*Enqueuer, error) {
-	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: batches.SchemaName()})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: creating the River client: %w", err)
 	}

@@ -129,6 +129,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		// Unique per process (and per Worker in one process): the heartbeat
 		// and River's attempted_by name the worker by it.
 		ID:                   clientID(host),
+		Schema:               batches.SchemaName(),
 		Queues:               map[string]river.QueueConfig{QueueName: {MaxWorkers: cfg.Concurrency}},
 		PollOnly:             cfg.PollOnly,
 		FetchPollInterval:    pollInterval(cfg.PollOnly),

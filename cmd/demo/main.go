@@ -34,7 +34,8 @@ Flags (flag, then environment, then default):
   --redis-url URL      Redis; when set, verify checks the flags there too (REDIS_URL)
 
 The backfill commands must run with PGOPTIONS='-c search_path=` + demo.Schema + `' so
-that they find the demo's tables; scripts/demo does that.
+that they find the demo's tables, and BACKFILL_SCHEMA=` + demo.Schema + ` so that their
+own tables go there too; scripts/demo does that.
 `
 
 func main() {

@@ -40,6 +40,8 @@ Shared flags (flag, then environment, then default):
   --database-url URL   PostgreSQL (DATABASE_URL; default ` + cli.DatabaseURLDefault + `)
   --redis-url URL      Redis, for Go backfills that need it (REDIS_URL)
   --dir DIR            backfill files (BACKFILL_DIR; default ` + cli.BackfillDirDefault + `)
+  --schema NAME        schema of the version table and River's tables (BACKFILL_SCHEMA;
+                       default backfill)
   --lock-timeout D     longest any step waits for a lock before it gives up, with nothing
                        recorded (default 5s)
   --statement-timeout D  longest any one statement may run (default 1m)

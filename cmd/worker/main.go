@@ -33,6 +33,8 @@ Flags (flag, then environment, then default):
   --concurrency N         batches worked at once by this process (default 4)
   --database-url URL      PostgreSQL (DATABASE_URL; default ` + cli.DatabaseURLDefault + `)
   --redis-url URL         Redis, for Go backfills that need it (REDIS_URL)
+  --schema NAME           schema of the version table and River's tables (BACKFILL_SCHEMA;
+                          default backfill)
   --job-timeout D         longest a job may run; it hands over after a quarter (default 1m)
   --rescue-after D        when River itself takes a running job for lost in a crash (default job timeout + 15s)
   --pool-mode MODE        session (default), or transaction when DATABASE_URL points at a

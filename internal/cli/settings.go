@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/backfill/backfill/batches"
 	"github.com/backfill/backfill/internal/logsummary"
 )
 
@@ -36,6 +37,8 @@ type Settings struct {
 	Dir         string
 	LogLevel    string
 	LogFormat   string
+	// Schema holds the engine's tables and River's (batches.SetSchema).
+	Schema string
 	// MaxConns, when set, caps the connection pool and closes connections
 	// idle for PoolIdleTime (the worker sizes it from its concurrency).
 	MaxConns int
@@ -59,6 +62,7 @@ func (s *Settings) Bind(fs *flag.FlagSet, getenv func(string) string, withDir bo
 	}
 	fs.StringVar(&s.DatabaseURL, "database-url", env("DATABASE_URL", DatabaseURLDefault), "PostgreSQL connection URL (env DATABASE_URL)")
 	fs.StringVar(&s.RedisURL, "redis-url", env("REDIS_URL", ""), "Redis URL, for Go backfills that write to Redis (env REDIS_URL)")
+	fs.StringVar(&s.Schema, "schema", env("BACKFILL_SCHEMA", batches.SchemaDefault), "schema of the engine's tables and River's (env BACKFILL_SCHEMA)")
 	if withDir {
 		fs.StringVar(&s.Dir, "dir", env("BACKFILL_DIR", BackfillDirDefault), "directory of backfill files (env BACKFILL_DIR)")
 	}
@@ -70,8 +74,13 @@ func (s *Settings) BindLogging(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&s.LogFormat, "log-format", cmp.Or(getenv("LOG_FORMAT"), "text"), "log format: text or json (env LOG_FORMAT)")
 }
 
-// OpenPool connects to PostgreSQL. Errors never include the password.
+// OpenPool connects to PostgreSQL, after choosing the schema of the
+// engine's tables (the binaries' first use of the database). Errors never
+// include the password.
 func (s *Settings) OpenPool(ctx context.Context) (*pgxpool.Pool, error) {
+	if err := batches.SetSchema(cmp.Or(s.Schema, batches.SchemaDefault)); err != nil {
+		return nil, fmt.Errorf("--schema: %w", err)
+	}
 	cfg, err := pgxpool.ParseConfig(s.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("--database-url %s is not a valid connection string: %s", Redact(s.DatabaseURL), redactIn(err.Error(), s.DatabaseURL))

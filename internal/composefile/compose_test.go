@@ -635,7 +635,7 @@ func TestComposeStructure(t *testing.T) {
 				first = s
 				continue
 			}
-			for _, k := range []string{"DATABASE_URL", "PGOPTIONS"} {
+			for _, k := range []string{"DATABASE_URL", "PGOPTIONS", "BACKFILL_SCHEMA"} {
 				require.Equal(t, interpolate(t, first.Environment[k]), interpolate(t, s.Environment[k]),
 					"services %s and %s must have the same %s, or they work in different tables", first.name, s.name, k)
 			}

@@ -18,8 +18,9 @@ import (
 )
 
 // Schema is the schema the demo lives in. The demo's commands run with
-// PGOPTIONS='-c search_path=backfill_demo', so River's tables and the
-// version table land in it too, and dropping it resets everything.
+// PGOPTIONS='-c search_path=backfill_demo' (for the demo's tables) and
+// BACKFILL_SCHEMA=backfill_demo (River's tables and the version table), so
+// dropping it resets everything.
 const Schema = "backfill_demo"
 
 // SeedFlags are the feature flags of the seed article, in id order.

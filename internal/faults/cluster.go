@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/backfill/backfill/internal/testdb"
 	"net"
 	"os"
 	"os/exec"
@@ -295,6 +296,8 @@ func (p *PG) Pool(db string) *pgxpool.Pool {
 		p.t.Fatalf("faults: %v", err)
 	}
 	cfg.MaxConns = 4
+	// The tests read the engine's tables by their plain names.
+	cfg.ConnConfig.RuntimeParams["search_path"] = testdb.SearchPath
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		p.t.Fatalf("faults: connecting to the private cluster: %v", err)

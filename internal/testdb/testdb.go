@@ -47,6 +47,10 @@ func WithDatabase(name string) string {
 	return u.String()
 }
 
+// SearchPath is the search_path of the pools tests get: public, then the
+// engine's schema.
+var SearchPath = "public, " + pgx.Identifier{batches.SchemaDefault}.Sanitize()
+
 // Main runs the package's tests and drops the template afterwards.
 func Main(m *testing.M) {
 	code := m.Run()
@@ -104,7 +108,15 @@ func New(t testing.TB) (string, *pgxpool.Pool) {
 // connect opens a pool on database name and drops the database when t ends.
 func connect(t testing.TB, name string) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pgxpool.New(context.Background(), WithDatabase(name))
+	cfg, err := pgxpool.ParseConfig(WithDatabase(name))
+	if err != nil {
+		t.Fatalf("testdb: %v", err)
+	}
+	// Tests' own SQL reads the engine's tables by their plain names and
+	// creates the tables they backfill in public; the engine qualifies its
+	// own names and does not need this.
+	cfg.ConnConfig.RuntimeParams["search_path"] = SearchPath
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("testdb: connecting: %v", err)
 	}
