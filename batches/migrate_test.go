@@ -50,6 +50,17 @@ func TestMigrate_ConcurrentAndRepeatable(t *testing.T) {
 		require.Equal(t, m.Checksum, recorded[i].Checksum)
 	}
 	require.NoError(t, batches.CheckSchema(ctx, pool))
+
+	// Every table and column of the engine says what it holds.
+	rows, err := pool.Query(ctx, `SELECT c.relname || coalesce('.' || a.attname, '')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname = $1 AND c.relname LIKE 'backfill\_%' AND c.relkind = 'r'
+	AND (obj_description(c.oid, 'pg_class') IS NULL OR col_description(c.oid, a.attnum) IS NULL)`, batches.SchemaDefault)
+	require.NoError(t, err)
+	uncommented, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Empty(t, uncommented, "tables and columns without COMMENT ON")
 	var locks int
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM backfill_migrate_lock`).Scan(&locks))
 	require.Zero(t, locks, "the lock is given back")

@@ -36,6 +36,8 @@ COMMENT ON COLUMN backfill_partitions.failed_last IS 'The last key of the batch 
 COMMENT ON COLUMN backfill_partitions.updated_at IS 'When the partition last changed.';
 
 COMMENT ON TABLE backfill_throughput IS 'Keys done per run, partition and second: the measured speed that status and its ETA come from. Buckets older than ten minutes are deleted.';
+COMMENT ON COLUMN backfill_throughput.run_id IS 'The run (backfill_runs.id).';
+COMMENT ON COLUMN backfill_throughput.partition IS 'The partition whose batches these were.';
 COMMENT ON COLUMN backfill_throughput.second IS 'The second (truncated) the batches committed in.';
 COMMENT ON COLUMN backfill_throughput.rows IS 'Keys done in that second.';
 
@@ -49,6 +51,7 @@ COMMENT ON COLUMN backfill_schema_version.name IS 'The migration''s name.';
 COMMENT ON COLUMN backfill_schema_version.checksum IS 'Checksum of the file that was applied; a binary with another refuses to work.';
 COMMENT ON COLUMN backfill_schema_version.applied_at IS 'When it was applied.';
 
+COMMENT ON COLUMN backfill_migrate_lock.id IS 'Always 1: there is one lock.';
 COMMENT ON COLUMN backfill_migrate_lock.holder IS 'The migrating process: host, pid and a random part.';
 COMMENT ON COLUMN backfill_migrate_lock.acquired_at IS 'When it took the lock.';
 COMMENT ON COLUMN backfill_migrate_lock.expires_at IS 'When the lease runs out unless renewed; after that another migrator may take it.';
