@@ -173,3 +173,21 @@ func TestErrors_ReachThePostgreSQLError(t *testing.T) {
 	require.ErrorContains(t, err, "backfills/1_bad_where.sql")
 	require.ErrorContains(t, err, "SQLSTATE 42703")
 }
+
+// A migration marked "-- backfill:no-transaction" runs outside a
+// transaction, as CREATE INDEX CONCURRENTLY needs, on the engine's table
+// named plainly in the file, and is recorded.
+func TestMigrate_OutsideATransaction(t *testing.T) {
+	t.Parallel()
+	_, pool := testdb.New(t)
+	ctx := context.Background()
+	m := batches.Migration{Version: 999, Name: "concurrent_index", Checksum: "test", NoTransaction: true,
+		SQL: "-- backfill:no-transaction\nCREATE INDEX CONCURRENTLY backfill_runs_test_idx ON backfill_runs (enqueued_at);\n"}
+	require.NoError(t, batches.ApplyMigration(ctx, pool, m))
+	var exists bool
+	require.NoError(t, pool.QueryRow(ctx, `SELECT to_regclass('backfill.backfill_runs_test_idx') IS NOT NULL`).Scan(&exists))
+	require.True(t, exists, "the index is in the engine's schema")
+	applied, err := batches.AppliedMigrations(ctx, pool)
+	require.NoError(t, err)
+	require.Equal(t, 999, applied[len(applied)-1].Version)
+}
