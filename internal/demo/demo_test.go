@@ -86,8 +86,8 @@ func TestResetSchema_DropsEverythingInIt(t *testing.T) {
 	require.NoError(t, ResetSchema(ctx, pool, Schema))
 	require.Equal(t, int64(1), count(t, pool, `SELECT count(*) FROM pg_namespace WHERE nspname = 'backfill_demo'`))
 	require.Zero(t, count(t, pool, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'backfill_demo'`))
-	// The public schema, with River's tables and the version table, is left alone.
-	require.Equal(t, int64(1), count(t, pool, `SELECT count(*) FROM pg_class WHERE relname = 'backfill_runs' AND relnamespace = 'public'::regnamespace`))
+	// The engine's schema, with River's tables and the version table, is left alone.
+	require.Equal(t, int64(1), count(t, pool, `SELECT count(*) FROM pg_class WHERE relname = 'backfill_runs' AND relnamespace = 'backfill'::regnamespace`))
 
 	require.Error(t, ResetSchema(ctx, pool, "public"))
 	require.Error(t, ResetSchema(ctx, pool, ""))
