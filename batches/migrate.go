@@ -102,8 +102,9 @@ var (
 	ErrMigrationChanged = errors.New("batches: an applied migration differs from this binary's")
 )
 
-// Migrate installs or upgrades River's schema and the engine's own in the
-// database's current schema (the first of search_path). Concurrent calls,
+// Migrate installs or upgrades River's tables and the engine's own in the
+// engine's schema (SchemaName), creating it, and adopts the tables of an
+// earlier release that had none (adoptEarlierInstallTx). Concurrent calls,
 // from many deploying nodes at once, take turns on a lease in a table (see
 // migrateLock): no session state, so it works behind a transaction-pooling
 // PgBouncer, and a lock left by a dead process expires with its lease.
