@@ -46,11 +46,6 @@ const (
 // Active reports whether a run in this state still has work queued.
 func (s State) Active() bool { return s == StatePending || s == StateRunning }
 
-// Finished reports whether a run in this state will not change by itself.
-func (s State) Finished() bool {
-	return s == StateCompleted || s == StateFailed || s == StateCancelled
-}
-
 // transition is one change of a run's state: a name for messages, the states
 // it may start from, and where it leads.
 type transition struct {

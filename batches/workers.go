@@ -51,15 +51,6 @@ func ForgetWorker(ctx context.Context, db Execer, id string) error {
 	return nil
 }
 
-// LiveWorkers counts the workers whose heartbeat is younger than deadAfter.
-func LiveWorkers(ctx context.Context, q Querier, deadAfter time.Duration) (int, error) {
-	var n int
-	if err := q.QueryRow(ctx, inSchema(`SELECT count(*) FROM backfill_workers WHERE heartbeat_at >= now() - $1::interval`), deadAfter).Scan(&n); err != nil {
-		return 0, fmt.Errorf("batches: counting live workers: %w", err)
-	}
-	return n, nil
-}
-
 // LostPartition is an unfinished partition of an active run that nobody
 // will work: its job was running on a worker that stopped beating, or its
 // job is gone (River discarded it, say).
