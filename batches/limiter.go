@@ -8,46 +8,68 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Limiter paces the rows a run processes. Reserve takes n rows from the
-// budget of key (a run) whose limit is perSecond rows per second, and says how
-// long the caller must wait before it may process them. The rows are taken
-// whether or not the caller waits, so a caller that hands the wait to a later
-// job must not reserve again for that batch.
+// Limiter paces the rows a run processes. Take takes n rows from run runID's
+// budget of perSecond rows per second and returns 0 when they are there now;
+// otherwise it takes nothing and says how long until they may be, and the
+// caller asks again then (the rate may have changed meanwhile). A worker
+// pays for each batch's rows after the batch, before it starts the next, so
+// a short last batch costs only what it had.
+//
+// The budget may run ahead of the rate by RateBurstBatches batches, so that
+// a late caller does not lose its turn; over any longer window the rate
+// holds.
 type Limiter interface {
-	Reserve(ctx context.Context, key string, perSecond float64, n int) (time.Duration, error)
+	Take(ctx context.Context, runID int64, perSecond float64, n int) (time.Duration, error)
 }
 
+// How a worker holds runs' rates, as its heartbeat reports it and status
+// shows it: one budget for the whole pool in Redis, or an equal share of the
+// rate for each live worker, with the reason.
+const (
+	RateLimitRedis            = "redis"
+	RateLimitShareNoRedis     = "share: no Redis configured"
+	RateLimitShareUnreachable = "share: Redis unreachable"
+)
+
+// RateBurstBatches is how many batches a run's budget may be ahead of its
+// rate.
+const RateBurstBatches = 2
+
 // LocalLimiter holds the limits within one process, with golang.org/x/time/rate.
-// Several worker processes each allow the full rate.
 type LocalLimiter struct {
 	mu       sync.Mutex
-	limiters map[string]*rate.Limiter
+	limiters map[int64]*rate.Limiter
 }
 
 // NewLocalLimiter returns an empty LocalLimiter.
 func NewLocalLimiter() *LocalLimiter {
-	return &LocalLimiter{limiters: map[string]*rate.Limiter{}}
+	return &LocalLimiter{limiters: map[int64]*rate.Limiter{}}
 }
 
-// Reserve implements Limiter.
-func (l *LocalLimiter) Reserve(_ context.Context, key string, perSecond float64, n int) (time.Duration, error) {
-	if perSecond <= 0 {
+// Take implements Limiter.
+func (l *LocalLimiter) Take(_ context.Context, runID int64, perSecond float64, n int) (time.Duration, error) {
+	if perSecond <= 0 || n <= 0 {
 		return 0, nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lim, ok := l.limiters[key]
+	burst := RateBurstBatches * n
+	lim, ok := l.limiters[runID]
 	if !ok {
-		// A burst of one batch: the run starts at once but never gets ahead
-		// of its rate by more than a batch.
-		lim = rate.NewLimiter(rate.Limit(perSecond), n)
-		l.limiters[key] = lim
+		lim = rate.NewLimiter(rate.Limit(perSecond), burst)
+		l.limiters[runID] = lim
 	}
+	now := time.Now()
 	if lim.Limit() != rate.Limit(perSecond) {
-		lim.SetLimit(rate.Limit(perSecond))
+		lim.SetLimitAt(now, rate.Limit(perSecond))
 	}
-	if lim.Burst() < n {
-		lim.SetBurst(n)
+	if lim.Burst() < burst {
+		lim.SetBurstAt(now, burst)
 	}
-	return lim.ReserveN(time.Now(), n).Delay(), nil
+	r := lim.ReserveN(now, n)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return d, nil
+	}
+	return 0, nil
 }

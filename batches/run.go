@@ -20,12 +20,17 @@ type Run struct {
 	State     State
 	KeyType   string
 	Checksum  string
-	Options   Options
-	UpSQL     string
-	DownSQL   string
-	Source    string
+	// Options are the definition's options with the throttle in force.
+	Options Options
+	UpSQL   string
+	DownSQL string
+	Source  string
 
 	keyset *keysetQueries
+	// defined are the options as enqueued; throttle is what an operator
+	// changed since ("enqueue throttle").
+	defined  Options
+	throttle Throttle
 }
 
 // Label names the run in messages: "20260301120000_fill_prices run 2 (down)".
@@ -86,7 +91,7 @@ func CreateRunTx(ctx context.Context, tx pgx.Tx, p NewRunParams) (*Run, []int, e
 	run := &Run{
 		Version: def.Version, RunNumber: p.RunNumber, Name: def.Name, Mode: def.Mode, Direction: p.Direction,
 		State: StatePending, KeyType: plan.KeyType, Checksum: def.Checksum, Options: def.Options,
-		UpSQL: def.UpSQL, DownSQL: def.DownSQL, Source: def.Source,
+		UpSQL: def.UpSQL, DownSQL: def.DownSQL, Source: def.Source, defined: def.Options,
 	}
 	err = tx.QueryRow(ctx, inSchema(`
 INSERT INTO backfill_runs (version, run_number, name, mode, direction, checksum, definition, key_type, state, rows_estimated, enqueued_by)
@@ -129,17 +134,19 @@ WHERE run_id = $1 AND partition = $2 AND coalesce(job_id, 0) = $3`), runID, part
 	return nil
 }
 
-const runColumns = `id, version, run_number, name, mode, direction, state, key_type, checksum, definition`
+const runColumns = `id, version, run_number, name, mode, direction, state, key_type, checksum, definition, throttle`
 
 func scanRun(row pgx.Row) (*Run, error) {
 	var (
-		r      Run
-		stored storedDefinition
+		r        Run
+		stored   storedDefinition
+		throttle Throttle
 	)
-	if err := row.Scan(&r.ID, &r.Version, &r.RunNumber, &r.Name, &r.Mode, &r.Direction, &r.State, &r.KeyType, &r.Checksum, &stored); err != nil {
+	if err := row.Scan(&r.ID, &r.Version, &r.RunNumber, &r.Name, &r.Mode, &r.Direction, &r.State, &r.KeyType, &r.Checksum, &stored, &throttle); err != nil {
 		return nil, err
 	}
-	r.Options, r.UpSQL, r.DownSQL, r.Source = stored.Options, stored.UpSQL, stored.DownSQL, stored.Source
+	r.defined, r.UpSQL, r.DownSQL, r.Source = stored.Options, stored.UpSQL, stored.DownSQL, stored.Source
+	r.setThrottle(throttle)
 	return &r, nil
 }
 

@@ -37,8 +37,18 @@ type RunStatus struct {
 	RowsPerSecond float64 `json:"rows_per_second"`
 	// ETASeconds is the time left at RowsPerSecond; null when unknown.
 	ETASeconds *float64 `json:"eta_seconds"`
-	// Rate is the run's limit in rows per second (0: none).
-	Rate float64 `json:"rate"`
+	// Rate is the run's limit in rows per second across the pool (0: none)
+	// and BatchSize its rows per batch, as in force: an operator's
+	// throttle, or else the definition's.
+	Rate      float64 `json:"rate"`
+	BatchSize int     `json:"batch_size"`
+	// ThrottledBy and ThrottledAt say who last throttled the run and when.
+	ThrottledBy *string    `json:"throttled_by,omitempty"`
+	ThrottledAt *time.Time `json:"throttled_at,omitempty"`
+	// RateLimit says how the live workers hold rates: "redis" (one budget
+	// for the pool), "share: ..." (each takes an equal part) with the
+	// reason, or both joined by a comma while they differ.
+	RateLimit string `json:"rate_limit"`
 	// HeldBack says why an unfinished run is not going faster: paused, rate
 	// limit, waiting for workers, retrying a failed batch.
 	HeldBack string `json:"held_back,omitempty"`
@@ -78,8 +88,8 @@ func ListStatusAt(ctx context.Context, q Querier, version *int64, clock StatusCl
 		err := r.Scan(&s.Version, &s.Name, &s.Mode, &s.Direction, &s.RunNumber, &s.State, &s.RowsDone, &s.RowsAffected,
 			&s.RowsEstimated, &s.BatchesDone, &s.BatchesFailed, &s.Partitions, &s.PartitionsActive, &s.LastError,
 			&s.Checksum, &s.EnqueuedBy, &s.EnqueuedAt, &s.StartedAt, &s.FinishedAt,
-			&s.PartitionsRunning, &s.PartitionsWaiting, &s.RowsPerSecond, &s.Rate, &s.RetryingAttempt, &s.MaxAttempts,
-			&s.WorkersAlive)
+			&s.PartitionsRunning, &s.PartitionsWaiting, &s.RowsPerSecond, &s.Rate, &s.BatchSize, &s.ThrottledBy, &s.ThrottledAt,
+			&s.RetryingAttempt, &s.MaxAttempts, &s.WorkersAlive, &s.RateLimit)
 		if err == nil {
 			s.explain()
 		}
@@ -122,7 +132,7 @@ func (s *RunStatus) explain() {
 		}
 		// Within 10% of the limit: the limit, not the work, sets the pace.
 		if s.Rate > 0 && s.RowsPerSecond >= 0.9*s.Rate {
-			reasons = append(reasons, fmt.Sprintf("rate limit (%g rows/s)", s.Rate))
+			reasons = append(reasons, fmt.Sprintf("rate limit (%s)", FormatRate(s.Rate)))
 		}
 		switch {
 		case s.WorkersAlive == 0 && s.PartitionsWaiting > 0:

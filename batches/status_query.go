@@ -46,7 +46,10 @@ func (c StatusClock) args() (now *time.Time, speed, waiting, deadAfter time.Dura
 // parallel never contend on one row.
 const statusQuery = `
 WITH clock AS (SELECT coalesce($2::timestamptz, now()) AS now),
-alive AS (SELECT count(*) AS workers FROM backfill_workers, clock
+alive AS (SELECT count(*) AS workers,
+		-- How the live workers hold rates: "redis", "share: ...", or both.
+		coalesce(string_agg(DISTINCT nullif(rate_limit, ''), ', '), '') AS rate_limit
+	FROM backfill_workers, clock
 	WHERE heartbeat_at >= clock.now - $5::interval AND heartbeat_at <= clock.now + interval '1 minute')
 SELECT r.version, r.name, r.mode, r.direction, r.run_number, r.state,
 	coalesce(p.rows_done, 0)::bigint AS rows_done,
@@ -72,10 +75,13 @@ SELECT r.version, r.name, r.mode, r.direction, r.run_number, r.state,
 	CASE WHEN w.began IS NULL THEN 0 ELSE coalesce(tp.rows, 0) / greatest(extract(epoch FROM
 		w.upto - greatest(w.since, w.began)), 0.001)
 	END::float8 AS rows_per_second,
-	coalesce((r.definition->'options'->>'rate')::float8, 0) AS rate,
+	-- The rate and batch size in force: an operator's throttle wins.
+	coalesce((r.throttle->>'rate')::float8, (r.definition->'options'->>'rate')::float8, 0) AS rate,
+	coalesce((r.throttle->>'batch')::int, (r.definition->'options'->>'batch')::int, 0) AS batch_size,
+	ev.actor AS throttled_by, ev.at AS throttled_at,
 	coalesce(p.max_attempts, 0)::int AS retrying_attempt,
 	coalesce((r.definition->'options'->>'attempts')::int, 0) AS max_attempts,
-	alive.workers
+	alive.workers, alive.rate_limit
 FROM backfill_runs r
 CROSS JOIN clock
 CROSS JOIN alive
@@ -118,5 +124,9 @@ LEFT JOIN LATERAL (
 	SELECT sum(t.rows) AS rows FROM backfill_throughput t
 	WHERE t.run_id = r.id AND t.second >= w.since AND t.second <= w.upto
 ) tp ON true
+LEFT JOIN LATERAL (
+	SELECT e.actor, e.at FROM backfill_events e WHERE e.run_id = r.id AND e.action = 'throttle'
+	ORDER BY e.id DESC LIMIT 1
+) ev ON true
 WHERE $1::bigint IS NULL OR r.version = $1
 ORDER BY r.version, r.run_number`

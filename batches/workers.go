@@ -25,6 +25,9 @@ type WorkerInfo struct {
 	Host        string
 	PID         int
 	Concurrency int
+	// RateLimit says how the worker holds runs' rates now: "redis", or
+	// "share: ..." with the reason.
+	RateLimit string
 }
 
 // Execer runs a statement; a pool, a connection or a transaction.
@@ -34,8 +37,8 @@ type Execer interface {
 
 // Heartbeat records that the worker is alive now.
 func Heartbeat(ctx context.Context, db Execer, w WorkerInfo) error {
-	_, err := db.Exec(ctx, inSchema(`INSERT INTO backfill_workers (id, host, pid, concurrency) VALUES ($1, $2, $3, $4)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()`), w.ID, w.Host, w.PID, w.Concurrency)
+	_, err := db.Exec(ctx, inSchema(`INSERT INTO backfill_workers (id, host, pid, concurrency, rate_limit) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), rate_limit = excluded.rate_limit`), w.ID, w.Host, w.PID, w.Concurrency, w.RateLimit)
 	if err != nil {
 		return fmt.Errorf("batches: heartbeat of worker %s: %w", w.ID, err)
 	}
@@ -125,4 +128,56 @@ func (l LostPartition) Unwrap() error {
 		return ErrJobLost
 	}
 	return ErrWorkerLost
+}
+
+// RunWorkerCounts is how many live workers there are, and which of them run
+// each active run's jobs now: in share mode each takes an equal part of the
+// run's rate.
+type RunWorkerCounts struct {
+	Live int
+	Runs map[int64]RunWorkers
+}
+
+// RunWorkers counts the live workers running a run's jobs.
+type RunWorkers struct {
+	Workers int
+	// IncludesSelf is true when the asking worker is one of them.
+	IncludesSelf bool
+}
+
+// CountRunWorkers counts, for the worker self, the live workers (heard from
+// within deadAfter) and those running each active run's jobs.
+func CountRunWorkers(ctx context.Context, q Querier, self string, deadAfter time.Duration) (*RunWorkerCounts, error) {
+	c := &RunWorkerCounts{Runs: map[int64]RunWorkers{}}
+	rows, err := q.Query(ctx, inSchema(`
+WITH live AS (SELECT id FROM backfill_workers WHERE heartbeat_at >= now() - $2::interval)
+SELECT 0::bigint, (SELECT count(*) FROM live), false
+UNION ALL
+SELECT bp.run_id, count(DISTINCT w.id), bool_or(w.id = $1)
+FROM backfill_partitions bp
+JOIN backfill_runs r ON r.id = bp.run_id AND r.state IN ('pending', 'running')
+JOIN `+riverJobs+` j ON j.id = bp.job_id AND j.state = `+jobRunning+`
+JOIN live w ON w.id = `+jobLastAttempt+`
+WHERE bp.state IN ('pending', 'running')
+GROUP BY bp.run_id`), self, deadAfter)
+	if err != nil {
+		return nil, fmt.Errorf("batches: counting the workers of runs: %w", err)
+	}
+	var (
+		runID        int64
+		workers      int
+		includesSelf bool
+	)
+	_, err = pgx.ForEachRow(rows, []any{&runID, &workers, &includesSelf}, func() error {
+		if runID == 0 {
+			c.Live = workers
+		} else {
+			c.Runs[runID] = RunWorkers{Workers: workers, IncludesSelf: includesSelf}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("batches: counting the workers of runs: %w", err)
+	}
+	return c, nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,9 +25,12 @@ const QueueName = "backfills"
 type BatchArgs struct {
 	RunID     int64 `json:"run_id"`
 	Partition int   `json:"partition"`
-	// NotBefore is when the partition's next batch may start: after the
-	// rate limit's wait for the previous batch, or a failed batch's backoff.
+	// NotBefore is when the partition's next batch may start: after a
+	// failed batch's backoff.
 	NotBefore time.Time `json:"not_before,omitzero"`
+	// Owed are the rows of the previous batch that the rate limiter has not
+	// taken yet: the next batch waits until it does.
+	Owed int `json:"owed,omitempty"`
 }
 
 // Kind implements river.JobArgs.
@@ -88,29 +90,19 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 	}
 
 	deadline := time.Now().Add(w.Slice)
-	// notBefore paces batches: the rate limiter is paid for each batch's rows
-	// after it ran, and the next batch waits until they are allowed. A batch
-	// pays for the rows it really had, so a short or empty last batch does not
-	// slow the run down.
-	notBefore := job.Args.NotBefore
-	limiterKey := strconv.FormatInt(run.ID, 10)
+	// owed are the rows of the last batch, not yet paid to the rate limiter:
+	// a batch pays for the rows it really had before the next one starts, so
+	// a short last batch costs only what it had. A job that hands over passes
+	// them on. notBefore is a failed batch's backoff.
+	owed, notBefore := job.Args.Owed, job.Args.NotBefore
 	for {
-		if notBefore.After(deadline) || w.stopping() {
-			// Never sleep past the slice: a new job waits instead.
-			return w.handOver(ctx, job, run, notBefore)
-		}
-		if wait := time.Until(notBefore); wait > 0 && run.Options.Rate > 0 {
-			w.Observer.RateLimited(run, wait)
-		}
-		if err := w.waitUntil(ctx, run, notBefore); err != nil {
+		if err := w.pace(ctx, run, &owed, notBefore, deadline); err != nil {
 			switch {
 			case errors.Is(err, batches.ErrRunInactive):
 				log.Info("job stops: the run is no longer active", "state", run.State)
 				return nil
-			case errors.Is(err, errStopping):
-				// The rows of the next batch are paid for: the new job
-				// waits for them.
-				return w.handOver(ctx, job, run, notBefore)
+			case errors.Is(err, errHandOver):
+				return w.handOver(ctx, job, run, notBefore, owed)
 			}
 			return err
 		}
@@ -125,13 +117,7 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 			if res, err = batches.ProcessBatchTx(ctx, tx, p); err != nil {
 				return err
 			}
-			if run.Options.Rate > 0 && res.Batch.Rows > 0 {
-				delay, err := w.Limiter.Reserve(ctx, limiterKey, run.Options.Rate, int(res.Batch.Rows))
-				if err != nil {
-					return err
-				}
-				notBefore = time.Now().Add(delay)
-			}
+			owed = int(res.Batch.Rows)
 			// The job ends in the batch's own transaction: completed with the
 			// partition's last batch, or handed to a new job from the
 			// checkpoint when its slice is used up.
@@ -141,7 +127,7 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 				_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
 			case time.Now().After(deadline) || w.stopping():
 				finished = true
-				err = w.handOverTx(ctx, tx, job, run, notBefore)
+				err = w.handOverTx(ctx, tx, job, run, time.Time{}, owed)
 			}
 			return err
 		})
@@ -197,11 +183,12 @@ func (w *BatchWorker) stopping() bool {
 }
 
 // handOver ends this job and hands its partition to a new one, in a
-// transaction of its own. notBefore is when the next batch's rows, already
-// taken from the rate limiter, may be used (zero when none were taken).
-func (w *BatchWorker) handOver(ctx context.Context, job *river.Job[BatchArgs], run *batches.Run, notBefore time.Time) error {
+// transaction of its own. The new job starts no earlier than notBefore (a
+// failed batch's backoff; zero: at once), and first pays owed rows to the
+// rate limiter.
+func (w *BatchWorker) handOver(ctx context.Context, job *river.Job[BatchArgs], run *batches.Run, notBefore time.Time, owed int) error {
 	err := w.Timeouts.BeginFunc(ctx, w.Pool, func(tx pgx.Tx) error {
-		return w.handOverTx(ctx, tx, job, run, notBefore)
+		return w.handOverTx(ctx, tx, job, run, notBefore, owed)
 	})
 	if errors.Is(err, batches.ErrNotOwner) {
 		return nil
@@ -216,8 +203,9 @@ const longWait = 5 * time.Second
 
 // handOverTx queues the partition's next job and makes it the partition's
 // owner, and completes this job, all in tx.
-func (w *BatchWorker) handOverTx(ctx context.Context, tx pgx.Tx, job *river.Job[BatchArgs], run *batches.Run, notBefore time.Time) error {
-	if err := requeueTx(ctx, tx, river.ClientFromContext[pgx.Tx](ctx), run.ID, job.Args.Partition, job.ID, notBefore); err != nil {
+func (w *BatchWorker) handOverTx(ctx context.Context, tx pgx.Tx, job *river.Job[BatchArgs], run *batches.Run, notBefore time.Time, owed int) error {
+	next := BatchArgs{RunID: run.ID, Partition: job.Args.Partition, NotBefore: notBefore, Owed: owed}
+	if err := requeueTx(ctx, tx, river.ClientFromContext[pgx.Tx](ctx), next, job.ID); err != nil {
 		return err
 	}
 	_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
@@ -225,18 +213,18 @@ func (w *BatchWorker) handOverTx(ctx context.Context, tx pgx.Tx, job *river.Job[
 }
 
 // requeueTx queues a new job for a partition, to start no earlier than
-// notBefore, and makes it the owner in place of job from (0: none). It
+// args.NotBefore, and makes it the owner in place of job from (0: none). It
 // returns batches.ErrNotOwner when from no longer owns the partition.
-func requeueTx(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], runID int64, partition int, from int64, notBefore time.Time) error {
+func requeueTx(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], args BatchArgs, from int64) error {
 	opts := &river.InsertOpts{}
-	if time.Until(notBefore) > longWait {
-		opts.ScheduledAt = notBefore
+	if time.Until(args.NotBefore) > longWait {
+		opts.ScheduledAt = args.NotBefore
 	}
-	next, err := client.InsertTx(ctx, tx, BatchArgs{RunID: runID, Partition: partition, NotBefore: notBefore}, opts)
+	next, err := client.InsertTx(ctx, tx, args, opts)
 	if err != nil {
-		return fmt.Errorf("jobs: queueing the next job of partition %d of run %d: %w", partition, runID, err)
+		return fmt.Errorf("jobs: queueing the next job of partition %d of run %d: %w", args.Partition, args.RunID, err)
 	}
-	return batches.AssignJobTx(ctx, tx, runID, partition, from, next.Job.ID)
+	return batches.AssignJobTx(ctx, tx, args.RunID, args.Partition, from, next.Job.ID)
 }
 
 // fail handles a batch that failed: the batch rolled back, and the failure
@@ -269,7 +257,7 @@ func (w *BatchWorker) fail(ctx context.Context, job *river.Job[BatchArgs], p bat
 		if f, err = batches.RecordFailureTx(ctx, tx, p, failure); err != nil || f.Final {
 			return err
 		}
-		return w.handOverTx(ctx, tx, job, p.Run, time.Now().Add(retryBackoff(f.Attempt)))
+		return w.handOverTx(ctx, tx, job, p.Run, time.Now().Add(retryBackoff(f.Attempt)), 0)
 	})
 	switch {
 	case errors.Is(err, batches.ErrNotOwner):
@@ -296,15 +284,82 @@ func retryBackoff(attempt int) time.Duration {
 	return backoff + time.Duration(rand.Int64N(int64(backoff)/10+1))
 }
 
-// stateCheckInterval is how often a waiting job looks whether its run was
-// paused or cancelled, so that both take effect within about a second.
+// stateCheckInterval is how often a waiting job reads its run's state and
+// throttle, so that pause, cancel and a new rate take effect within about a
+// second.
 const stateCheckInterval = time.Second
 
-// errStopping ends a wait when the worker shuts down.
-var errStopping = errors.New("jobs: the worker is stopping")
+// Ends of a wait other than its time.
+var (
+	// errStopping: the worker shuts down.
+	errStopping = errors.New("jobs: the worker is stopping")
+	// errHandOver: the wait would outlast the job's slice, or the worker
+	// stops; a new job waits instead.
+	errHandOver = errors.New("jobs: the partition goes to a new job")
+	// errThrottled: an operator changed the run's rate or batch size.
+	errThrottled = errors.New("jobs: the run's throttle changed")
+)
 
-// waitUntil sleeps until t, returning ErrRunInactive early when the run is
-// paused or cancelled meanwhile, and errStopping when the worker shuts down.
+// pace waits until the partition's next batch may start: after notBefore,
+// and once the rate limiter took the owed rows of the last batch. It
+// returns errHandOver when the wait reaches the end of the job's slice
+// (deadline) or the worker stops, and batches.ErrRunInactive when the run is
+// paused or cancelled meanwhile.
+func (w *BatchWorker) pace(ctx context.Context, run *batches.Run, owed *int, notBefore, deadline time.Time) error {
+	// The backoff first: a new throttle does not shorten it.
+	for {
+		err := w.waitWithin(ctx, run, notBefore, deadline)
+		if !errors.Is(err, errThrottled) {
+			if err != nil {
+				return err
+			}
+			break
+		}
+	}
+	for *owed > 0 && run.Options.Rate > 0 {
+		wait, err := w.Limiter.Take(ctx, run.ID, run.Options.Rate, *owed)
+		if err != nil {
+			return err
+		}
+		if wait == 0 {
+			break
+		}
+		w.Observer.RateLimited(run, wait)
+		// errThrottled: ask again at the new rate.
+		if err := w.waitWithin(ctx, run, time.Now().Add(wait), deadline); err != nil && !errors.Is(err, errThrottled) {
+			return err
+		}
+	}
+	*owed = 0
+	return nil
+}
+
+// waitWithin waits until t like waitUntil, but no longer than deadline: it
+// returns errHandOver when it reaches deadline before t, or the worker stops.
+func (w *BatchWorker) waitWithin(ctx context.Context, run *batches.Run, t, deadline time.Time) error {
+	if w.stopping() {
+		return errHandOver
+	}
+	err := w.waitUntil(ctx, run, earliest(t, deadline))
+	switch {
+	case errors.Is(err, errStopping):
+		return errHandOver
+	case err == nil && t.After(deadline):
+		return errHandOver
+	}
+	return err
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// waitUntil sleeps until t, returning early with batches.ErrRunInactive
+// when the run is paused or cancelled meanwhile, errThrottled when its rate
+// or batch size changes, and errStopping when the worker shuts down.
 func (w *BatchWorker) waitUntil(ctx context.Context, run *batches.Run, t time.Time) error {
 	for {
 		d := time.Until(t)
@@ -324,13 +379,15 @@ func (w *BatchWorker) waitUntil(ctx context.Context, run *batches.Run, t time.Ti
 		if d <= stateCheckInterval {
 			return nil
 		}
-		state, err := batches.StateOf(ctx, w.Pool, run.ID)
-		if err != nil {
+		before := run.Options
+		if err := batches.RefreshRun(ctx, w.Pool, run); err != nil {
 			return err
 		}
-		if !state.Active() {
-			run.State = state
+		switch {
+		case !run.State.Active():
 			return batches.ErrRunInactive
+		case run.Options.Rate != before.Rate || run.Options.BatchSize != before.BatchSize:
+			return errThrottled
 		}
 	}
 }

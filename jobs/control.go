@@ -48,3 +48,16 @@ func (e *Enqueuer) Cancel(ctx context.Context, version int64) (*batches.Run, err
 	})
 	return run, err
 }
+
+// Throttle changes the rate or batch size of version's latest unfinished
+// run; every worker applies it at its next batch, and a job waiting on the
+// rate limit within a second. actor is recorded as who did it.
+func (e *Enqueuer) Throttle(ctx context.Context, version int64, change batches.Throttle, actor string) (*batches.ThrottleChange, error) {
+	var res *batches.ThrottleChange
+	err := e.timeouts.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		var err error
+		res, err = batches.ThrottleTx(ctx, tx, version, change, actor)
+		return err
+	})
+	return res, err
+}

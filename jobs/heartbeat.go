@@ -29,9 +29,13 @@ type heartbeat struct {
 	info      batches.WorkerInfo
 	every     time.Duration
 	deadAfter time.Duration
-	logger    *slog.Logger
-	done      chan struct{}
-	stopped   chan struct{}
+	// limiter's mode is reported with each beat; shares are counted on
+	// each beat for it.
+	limiter *poolLimiter
+	shares  *runShares
+	logger  *slog.Logger
+	done    chan struct{}
+	stopped chan struct{}
 }
 
 func (h *heartbeat) start() {
@@ -68,10 +72,18 @@ func (h *heartbeat) stop() {
 func (h *heartbeat) beat() {
 	ctx, cancel := context.WithTimeout(context.Background(), h.every)
 	defer cancel()
-	if err := batches.Heartbeat(ctx, h.pool, h.info); err != nil {
+	info := h.info
+	info.RateLimit = h.limiter.Mode()
+	if err := batches.Heartbeat(ctx, h.pool, info); err != nil {
 		h.logger.Warn("heartbeat", "error", err)
 		return
 	}
+	counts, err := batches.CountRunWorkers(ctx, h.pool, h.info.ID, h.deadAfter)
+	if err != nil {
+		h.logger.Warn("counting the workers that share runs' rates", "error", err)
+		return
+	}
+	h.shares.set(counts)
 	lost, err := batches.LostPartitions(ctx, h.pool, h.deadAfter)
 	if err != nil {
 		h.logger.Warn("looking for partitions of dead workers", "error", err)
@@ -107,6 +119,6 @@ func (h *heartbeat) recover(ctx context.Context, l batches.LostPartition) error 
 		if f.Final {
 			return nil
 		}
-		return requeueTx(ctx, tx, h.client, run.ID, l.Partition, l.JobID, time.Now().Add(retryBackoff(f.Attempt)))
+		return requeueTx(ctx, tx, h.client, BatchArgs{RunID: run.ID, Partition: l.Partition, NotBefore: time.Now().Add(retryBackoff(f.Attempt))}, l.JobID)
 	})
 }

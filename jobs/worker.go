@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
@@ -37,9 +38,11 @@ func ConnectionsFor(concurrency int) int { return concurrency + 4 }
 type WorkerConfig struct {
 	Pool     *pgxpool.Pool
 	Registry *batches.Registry
-	// Limiter paces runs that set a rate; a LocalLimiter when nil.
-	Limiter batches.Limiter
-	Logger  *slog.Logger
+	// Redis holds runs' rates across the whole pool (one budget per run);
+	// without it each live worker takes an equal share of a run's rate.
+	// The worker falls back to shares while Redis does not answer.
+	Redis  *redis.Client
+	Logger *slog.Logger
 	// Observer is told of every batch, for metrics; none when nil.
 	Observer Observer
 	// Concurrency is how many batches this process works at once.
@@ -71,9 +74,6 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 	c.Timeouts = c.Timeouts.WithDefaults()
 	c.Heartbeat = cmp.Or(c.Heartbeat, HeartbeatDefault)
 	c.DeadAfter = cmp.Or(c.DeadAfter, DeadAfterDefault)
-	if c.Limiter == nil {
-		c.Limiter = batches.NewLocalLimiter()
-	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -108,6 +108,8 @@ func (c WorkerConfig) validate() error {
 type Worker struct {
 	client    *river.Client[pgx.Tx]
 	heartbeat *heartbeat
+	limiter   *poolLimiter
+	pool      *pgxpool.Pool
 	stopping  chan struct{}
 	logger    *slog.Logger
 }
@@ -118,10 +120,12 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	w := &Worker{stopping: make(chan struct{}), logger: cfg.Logger}
+	shares := &runShares{}
+	limiter := newPoolLimiter(cfg.Redis, shares, cfg.Logger)
+	w := &Worker{stopping: make(chan struct{}), logger: cfg.Logger, limiter: limiter, pool: cfg.Pool}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &BatchWorker{
-		Pool: cfg.Pool, Registry: cfg.Registry, Limiter: cfg.Limiter, Logger: cfg.Logger, Observer: cfg.Observer,
+		Pool: cfg.Pool, Registry: cfg.Registry, Limiter: limiter, Logger: cfg.Logger, Observer: cfg.Observer,
 		Slice: min(cfg.JobTimeout/4, SliceMax), Stopping: w.stopping, Timeouts: cfg.Timeouts,
 	})
 	host, _ := os.Hostname()
@@ -145,9 +149,25 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	w.client = client
 	w.heartbeat = &heartbeat{
 		pool: cfg.Pool, client: client, every: cfg.Heartbeat, deadAfter: cfg.DeadAfter, logger: cfg.Logger,
+		limiter: limiter, shares: shares,
 		info: batches.WorkerInfo{ID: client.ID(), Host: host, PID: os.Getpid(), Concurrency: cfg.Concurrency},
 	}
 	return w, nil
+}
+
+// rateKeyPrefix names the Redis keys of runs' rate budgets apart from those
+// of other clusters, databases and schemas that use the same Redis, the same
+// whichever way a worker connects (directly or through PgBouncer).
+func rateKeyPrefix(ctx context.Context, pool *pgxpool.Pool) (string, error) {
+	var database, cluster string
+	if err := pool.QueryRow(ctx, `SELECT current_database()`).Scan(&database); err != nil {
+		return "", fmt.Errorf("jobs: identifying the database for the rate limiter: %w", err)
+	}
+	// A managed server may refuse pg_control_system; the name must do then.
+	if err := pool.QueryRow(ctx, `SELECT system_identifier::text FROM pg_control_system()`).Scan(&cluster); err != nil {
+		cluster = "unknown"
+	}
+	return fmt.Sprintf("backfill:%s:%s:%s", cluster, database, batches.SchemaName()), nil
 }
 
 // PollInterval is how often a poll-only worker looks for jobs: a partition
@@ -174,6 +194,11 @@ func clientID(host string) string {
 // Start begins fetching and working jobs, and the heartbeat; it returns at
 // once.
 func (w *Worker) Start(ctx context.Context) error {
+	prefix, err := rateKeyPrefix(ctx, w.pool)
+	if err != nil {
+		return err
+	}
+	w.limiter.keyPrefix = prefix
 	if err := w.client.Start(ctx); err != nil {
 		return err
 	}

@@ -200,3 +200,38 @@ func queryCount(t *testing.T, pool *pgxpool.Pool, sql string) int64 {
 	require.NoError(t, pool.QueryRow(context.Background(), sql).Scan(&n))
 	return n
 }
+
+// "throttle" changes a running run's pace for the worker processes, says
+// what it changed, and status shows the pace in force and who set it.
+func TestThrottle_FromTheCommandLine(t *testing.T) {
+	t.Parallel()
+	env, pool := setupPaced(t)
+	startWorkers(t, env["DATABASE_URL"], 2)
+	waitFor(t, "the run starts", 30*time.Second, func() bool { return latestStatus(t, pool, 5).RowsDone >= 500 })
+
+	for _, args := range [][]string{{"throttle", "5"}, {"throttle", "5", "--rate", "fast"}, {"throttle", "5", "--rate", "-5"},
+		{"throttle", "5", "--batch", "0"}, {"throttle", "--rate", "5"}, {"throttle", "x", "--rate", "5"}} {
+		_, _, err := runCLI(t, env, args...)
+		require.Equal(t, cli.ExitUsage, cli.ExitCode(err), "%q: %v", args, err)
+	}
+	out, _, err := runCLI(t, env, "throttle", "5", "--rate", "3000", "--batch", "100")
+	require.NoError(t, err)
+	require.Contains(t, out, "throttled 5_paced run 1: rate 3000 rows/s, batch 100 (was rate 1000 rows/s, batch 50)")
+
+	st := latestStatus(t, pool, 5)
+	require.Equal(t, 3000.0, st.Rate)
+	require.Equal(t, 100, st.BatchSize)
+	require.Equal(t, cli.Actor(), *st.ThrottledBy)
+	waitFor(t, "the workers report how they hold the rate", 10*time.Second, func() bool {
+		return latestStatus(t, pool, 5).RateLimit == batches.RateLimitShareNoRedis
+	})
+	out, _, err = runCLI(t, env, "status", "5")
+	require.NoError(t, err)
+	require.Contains(t, out, "    throttle: rate 3000 rows/s shared by live workers (no Redis configured), batch 100; set by "+cli.Actor())
+
+	_, _, err = runCLI(t, env, "wait", "5", "--timeout", "60s")
+	require.NoError(t, err)
+	require.Zero(t, queryCount(t, pool, `SELECT count(*) FROM counters WHERE n <> 1`))
+	_, _, err = runCLI(t, env, "throttle", "5", "--rate", "10")
+	require.ErrorIs(t, err, batches.ErrWrongState, "a completed run is not throttled")
+}

@@ -82,6 +82,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		do = func(ctx context.Context) error { return c.control(ctx, name, (*jobs.Enqueuer).Resume, "resumed") }
 	case "cancel":
 		do = func(ctx context.Context) error { return c.control(ctx, name, (*jobs.Enqueuer).Cancel, "cancelled") }
+	case "throttle":
+		var change batches.Throttle
+		fs.Func("rate", "rows per second for the whole pool (0: unlimited)", func(v string) error {
+			r, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return fmt.Errorf("want a number of rows per second, got %q", v)
+			}
+			change.Rate = &r
+			return nil
+		})
+		fs.Func("batch", "rows per batch", func(v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("want a whole number of rows, got %q", v)
+			}
+			change.BatchSize = &n
+			return nil
+		})
+		do = func(ctx context.Context) error { return c.throttle(ctx, change) }
 	case "wait":
 		timeout := fs.Duration("timeout", 0, "give up after this long (exit 2); 0 waits for ever")
 		every := fs.Duration("progress-every", waitProgressDefault, "how often to print progress")

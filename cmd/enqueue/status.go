@@ -240,6 +240,9 @@ func details(r batches.RunStatus, drift bool) []string {
 	if r.HeldBack != "" {
 		add("held back", r.HeldBack)
 	}
+	if !finished(r.State) && (r.Rate > 0 || r.ThrottledBy != nil) {
+		add("throttle", throttleLine(r))
+	}
 	if r.LastError != nil && (r.State == batches.StateFailed || r.RetryingAttempt > 0) {
 		add("last error", oneLine(r.LastError, math.MaxInt))
 	}
@@ -247,6 +250,33 @@ func details(r batches.RunStatus, drift bool) []string {
 		add("warning", r.Drift)
 	}
 	return out
+}
+
+// throttleLine says what paces a run: "rate 8000 rows/s for the whole pool
+// (Redis), batch 1000; set by ann@ops1 Mar 1 14:02:11".
+func throttleLine(r batches.RunStatus) string {
+	s := "rate " + batches.FormatRate(r.Rate)
+	if r.Rate > 0 {
+		s += rateHeld(r.RateLimit)
+	}
+	s += fmt.Sprintf(", batch %d", r.BatchSize)
+	if r.ThrottledBy != nil && r.ThrottledAt != nil {
+		s += fmt.Sprintf("; set by %s %s", *r.ThrottledBy, r.ThrottledAt.Local().Format("Jan 2 15:04:05"))
+	}
+	return s
+}
+
+// rateHeld says how the live workers hold a rate (batches.RunStatus.RateLimit).
+func rateHeld(mode string) string {
+	switch {
+	case mode == "":
+		return ""
+	case mode == batches.RateLimitRedis:
+		return " for the whole pool (Redis)"
+	case strings.HasPrefix(mode, "share: "):
+		return " shared by live workers (" + strings.TrimPrefix(mode, "share: ") + ")"
+	}
+	return " (workers differ: " + mode + ")"
 }
 
 func sum(xs []int) int {

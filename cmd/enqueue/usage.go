@@ -24,6 +24,10 @@ Commands:
   pause VERSION        pause the latest run across all workers; checkpoints are kept
   resume VERSION       continue a paused run from its checkpoints
   cancel VERSION       stop the latest run for good (run --again starts a new one)
+  throttle VERSION     change the latest unfinished run's pace across all workers within
+                       about a second; recorded with its time and who did it
+      --rate N         rows per second for the whole pool (0: unlimited)
+      --batch N        rows per batch
   wait VERSION...      block until every named run completed: exit 0; failed or
                        cancelled: exit 1; timeout: exit 2
       --timeout D      give up after D (e.g. 30m); default: wait for ever
@@ -53,6 +57,7 @@ Examples:
   enqueue run 20260301120100 --dry-run
   enqueue status --json
   enqueue retry 20260301120100
+  enqueue throttle 20260301120100 --rate 2000
   enqueue wait 20260301120000 20260301120100 --timeout 30m && deploy-the-next-step
 `
 

@@ -32,7 +32,9 @@ its partitions over after the batches in flight and exits 0.
 Flags (flag, then environment, then default):
   --concurrency N         batches worked at once by this process (default 4)
   --database-url URL      PostgreSQL (DATABASE_URL; default ` + cli.DatabaseURLDefault + `)
-  --redis-url URL         Redis, for Go backfills that need it (REDIS_URL)
+  --redis-url URL         Redis: holds each run's rate across the whole pool, and serves Go
+                          backfills that need it (REDIS_URL). Without it, or while it does not
+                          answer, each live worker takes an equal share of a run's rate
   --schema NAME           schema of the version table and River's tables (BACKFILL_SCHEMA;
                           default backfill)
   --job-timeout D         longest a job may run; it hands over after a quarter (default 1m)
@@ -165,7 +167,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		observer = metrics
 	}
 	w, err := jobs.NewWorker(jobs.WorkerConfig{
-		Pool: pool, Registry: reg, Logger: logger, Observer: observer,
+		Pool: pool, Registry: reg, Redis: rdb, Logger: logger, Observer: observer,
 		Concurrency: *concurrency, JobTimeout: *jobTimeout, RescueAfter: *rescueAfter, Timeouts: timeouts,
 		Heartbeat: *heartbeat, DeadAfter: *deadAfter, PollOnly: *poolMode == "transaction",
 	})

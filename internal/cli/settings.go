@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/user"
 	"strings"
 	"time"
 
@@ -217,6 +218,15 @@ func ExitCode(err error) int {
 		return ee.Code
 	}
 	return 1
+}
+
+// Actor names who runs a command, for the run's history: user@host.
+func Actor() string {
+	name := cmp.Or(os.Getenv("USER"), os.Getenv("LOGNAME"))
+	if u, err := user.Current(); err == nil && name == "" {
+		name = u.Username
+	}
+	return cmp.Or(name, "unknown") + "@" + Hostname()
 }
 
 // Hostname names this machine in the version table.
