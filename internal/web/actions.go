@@ -2,8 +2,10 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 
@@ -55,8 +57,19 @@ func (s *server) act(w http.ResponseWriter, r *http.Request) {
 	case "retry":
 		run, parts, err = s.enqueuer.Retry(ctx, version)
 		done = "retrying"
+	case "throttle":
+		var change batches.Throttle
+		if err := decodeThrottle(r, &change); err != nil {
+			textError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		var res *batches.ThrottleChange
+		if res, err = s.enqueuer.Throttle(ctx, version, change, webActor(r)); err == nil {
+			run = res.Run
+			done = fmt.Sprintf("%s (was %s)", res.After, res.Before)
+		}
 	default:
-		textError(w, http.StatusNotFound, fmt.Sprintf("unknown action %q: want pause, resume, cancel or retry", action))
+		textError(w, http.StatusNotFound, fmt.Sprintf("unknown action %q: want pause, resume, cancel, retry or throttle", action))
 		return
 	}
 	if err != nil {
@@ -71,13 +84,37 @@ func (s *server) act(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	msg := done + " " + run.Label()
-	if action == "retry" {
+	switch action {
+	case "retry":
 		msg = fmt.Sprintf("retrying %s: %d partition(s) resume from their checkpoints", run.Label(), parts)
+	case "throttle":
+		msg = fmt.Sprintf("throttled %s: %s", run.Label(), done)
 	}
 	s.logger.Info("web: "+msg, "action", action, "version", version, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, ActionResult{
 		Version: run.Version, Name: run.Name, Run: run.RunNumber, State: run.State, Partitions: parts, Message: msg,
 	})
+}
+
+// decodeThrottle reads a throttle's JSON body: {"rate": 5000, "batch": 500},
+// either field optional; the values are checked like the command line's.
+func decodeThrottle(r *http.Request, change *batches.Throttle) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(change); err != nil {
+		return fmt.Errorf(`throttle wants a JSON body such as {"rate": 5000, "batch": 500}: %v`, err)
+	}
+	return change.Validate()
+}
+
+// webActor names who acted through the page, for the run's history: the
+// token does not say who holds it, so the address it was used from.
+func webActor(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return "web page from " + host
 }
 
 // actionErrorCode maps an Enqueuer error to a status: 404 for an unknown

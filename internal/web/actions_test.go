@@ -3,6 +3,7 @@ package web
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -130,4 +131,40 @@ func TestActions_UnknownVersionActionOrMethod(t *testing.T) {
 
 	require.Equal(t, http.StatusMethodNotAllowed, call(t, h, http.MethodGet, "/api/runs/9/pause", testToken).code)
 	require.Equal(t, batches.StatePending, f.status(t).State)
+}
+
+// The page throttles a run with the token: the change is in force for the
+// workers and recorded with where it came from; bad bodies are refused with
+// nothing changed.
+func TestActions_ThrottleChangesTheRateAndRecordsIt(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 100, "")
+	h := f.handler(t, testToken, nil)
+	throttle := func(token, body string) response {
+		req := httptest.NewRequest(http.MethodPost, "/api/runs/9/throttle", strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return response{code: rec.Code, header: rec.Header(), body: rec.Body.String()}
+	}
+	require.Equal(t, http.StatusUnauthorized, throttle("", `{"rate": 10}`).code)
+	for _, bad := range []string{``, `{}`, `{"rate": -1}`, `{"batch": 0}`, `{"rate": "fast"}`, `{"speed": 5}`} {
+		r := throttle(testToken, bad)
+		require.Equal(t, http.StatusBadRequest, r.code, "%s: %s", bad, r.body)
+	}
+	require.Zero(t, f.status(t).ThrottledBy, "nothing changed")
+
+	r := throttle(testToken, `{"rate": 2500, "batch": 50}`)
+	require.Equal(t, http.StatusOK, r.code, r.body)
+	require.Contains(t, r.body, `"message":"throttled 9_touch run 1: rate 2500 rows/s, batch 50 (was`)
+	st := f.status(t)
+	require.Equal(t, 2500.0, st.Rate)
+	require.Equal(t, 50, st.BatchSize)
+	require.Equal(t, "web page from 192.0.2.1", *st.ThrottledBy, "httptest's remote address")
+
+	r = throttle(testToken, `{"rate": 0}`)
+	require.Equal(t, http.StatusOK, r.code, r.body)
+	require.Contains(t, r.body, `rate unlimited, batch 50 (was rate 2500 rows/s, batch 50)`)
 }

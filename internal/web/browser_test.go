@@ -201,11 +201,24 @@ func TestBrowser_LivePageShowsProgressAndPauses(t *testing.T) {
 	t.Logf("page shows paused %s after the click", time.Since(clicked).Round(time.Millisecond))
 	require.Equal(t, "paused 9_touch run 1", jsString(t, browser, `document.getElementById('message').textContent`))
 	require.Equal(t, "", jsString(t, browser, `document.getElementById('error').textContent`), "the old error is cleared")
-	require.Equal(t, "paused", jsString(t, browser, `document.querySelector('`+row+` [data-field=held_back]').textContent`))
+	require.Equal(t, "paused", jsString(t, browser, `document.querySelector('`+row+` [data-field=held_back] span').textContent`))
 	require.Equal(t, "—", jsString(t, browser, `document.querySelector('`+row+` [data-field=eta]').textContent`))
 	require.Equal(t, testToken, jsString(t, browser, `sessionStorage.getItem("backfill-token")`))
 	buttons := jsString(t, browser, `[...document.querySelectorAll('`+row+` button')].map(b => b.textContent + (b.disabled ? "-" : "+")).join(" ")`)
-	require.Equal(t, "Pause- Resume+ Cancel+ Retry-", buttons, "what a paused run offers")
+	require.Equal(t, "Pause- Resume+ Cancel+ Retry- Throttle+", buttons, "what a paused run offers")
+
+	// Throttle from the page, the browser's two prompts answered by the test.
+	jsString(t, browser, `window.prompt = (q) => q.startsWith("Rows per second") ? "1500" : "25"; "ok"`)
+	require.NoError(t, chromedp.Do(browser, chromedp.Click(row+` button[data-action="throttle"]`)))
+	_, err = chromedp.Run(browser, chromedp.Poll[chromedp.Void](
+		`document.querySelector('`+row+` [data-field=pace]').textContent.startsWith("rate 1,500 rows/s")`,
+		chromedp.WithPollingTimeout(5*time.Second)))
+	require.NoError(t, err, "the page never showed the new rate")
+	st := f.status(t)
+	require.Equal(t, 1500.0, st.Rate)
+	require.Equal(t, 25, st.BatchSize)
+	require.Equal(t, "web page from 127.0.0.1", *st.ThrottledBy)
+	require.Contains(t, jsString(t, browser, `document.getElementById('message').textContent`), "throttled 9_touch run 1: rate 1500 rows/s, batch 25")
 	require.Equal(t, "Resume 9_touch", jsString(t, browser, `document.querySelector('`+row+` button[data-action="resume"]').getAttribute('aria-label')`))
 
 	if path := os.Getenv("BACKFILL_WEB_SCREENSHOT"); path != "" {
