@@ -28,6 +28,9 @@ type BatchParams struct {
 	// job_id is this job.
 	JobID int64
 	Step  BatchFunc
+	// BatchSize is the most rows of this batch (0: the run's BatchSize); an
+	// adaptive run's job passes the size it arrived at.
+	BatchSize int
 	// Timeouts bound the batch's transaction; zero fields take the defaults,
 	// and the run's own lock and statement timeouts win.
 	Timeouts Timeouts
@@ -138,7 +141,11 @@ FOR UPDATE OF bp`), run.ID, p.Partition).QueryRow(func(row pgx.Row) error {
 		run.keyset = newKeysetQueries(run.Options.ForDirection(run.Direction))
 	}
 	res := &BatchResult{Batch: Batch{RunID: run.ID, Version: run.Version, Partition: p.Partition}, RunState: runState}
-	first, last, n, ok, err := run.keyset.nextBatch(ctx, tx, run.Options.BatchSize, cursor, upper)
+	size := p.BatchSize
+	if size <= 0 {
+		size = run.Options.BatchSize
+	}
+	first, last, n, ok, err := run.keyset.nextBatch(ctx, tx, size, cursor, upper)
 	if err != nil {
 		return nil, &BatchError{Batch: Batch{Partition: p.Partition, First: deref(cursor), Last: deref(upper)}, Err: fmt.Errorf("cutting the next batch: %w", err)}
 	}
@@ -152,7 +159,7 @@ FOR UPDATE OF bp`), run.ID, p.Partition).QueryRow(func(row pgx.Row) error {
 		res.RowsAffected = affected
 		// Fewer keys than a batch means the range is used up: finish now
 		// rather than spend a transaction to find an empty batch.
-		res.PartitionDone = n < int64(run.Options.BatchSize)
+		res.PartitionDone = n < int64(size)
 		cursor = &last
 	} else {
 		res.PartitionDone = true

@@ -67,8 +67,15 @@ type Options struct {
 	// DownWhere is Where for revert runs: the rows the revert must undo are
 	// the ones Where no longer matches.
 	DownWhere string `json:"down_where,omitempty"`
-	// BatchSize is the number of rows per batch (BatchSizeDefault when 0).
+	// BatchSize is the number of rows per batch (BatchSizeDefault when 0);
+	// with BatchTime, the first batch's.
 	BatchSize int `json:"batch"`
+	// BatchTime, when set, is the duration every batch aims at: the size
+	// adapts between BatchMin and BatchMax (0: BatchMinDefault and
+	// BatchMaxDefault). See batch_size.go.
+	BatchTime time.Duration `json:"batch_time,omitempty"`
+	BatchMin  int           `json:"batch_min,omitempty"`
+	BatchMax  int           `json:"batch_max,omitempty"`
 	// Rate is the most rows per second the run may process; 0 is unlimited.
 	Rate float64 `json:"rate,omitempty"`
 	// Partitions is how many key ranges the run is split into so that several
@@ -116,6 +123,14 @@ func (o Options) validate() error {
 		return fmt.Errorf("key is missing")
 	case o.BatchSize < 1 || o.BatchSize > BatchSizeMax:
 		return fmt.Errorf("batch must be between 1 and %d, got %d", BatchSizeMax, o.BatchSize)
+	case o.BatchTime != 0 && !within(o.BatchTime, BatchTimeMin, BatchTimeMax):
+		return fmt.Errorf("batch_time must be between %s and %s, got %s", BatchTimeMin, BatchTimeMax, o.BatchTime)
+	case o.BatchMin < 0 || o.BatchMin > BatchSizeMax || o.BatchMax < 0 || o.BatchMax > BatchSizeMax:
+		return fmt.Errorf("batch_min and batch_max must be between 1 and %d, got %d and %d", BatchSizeMax, o.BatchMin, o.BatchMax)
+	case o.BatchMin != 0 && o.BatchMax != 0 && o.BatchMin > o.BatchMax:
+		return fmt.Errorf("batch_min (%d) must not be above batch_max (%d)", o.BatchMin, o.BatchMax)
+	case (o.BatchMin != 0 || o.BatchMax != 0) && o.BatchTime == 0:
+		return fmt.Errorf("batch_min and batch_max bound an adaptive batch: set batch_time too")
 	case !validRate(o.Rate):
 		return fmt.Errorf("rate must be 0 (unlimited) or between %d and %.0f rows per second, got %g", RateMin, RateMax, o.Rate)
 	case o.Partitions < 1 || o.Partitions > PartitionsMax:

@@ -44,6 +44,10 @@ func TestOptionsValidate_Bounds(t *testing.T) {
 		{"statement timeout max", func(o *Options) { o.StatementTimeout = time.Hour }, ""},
 		{"statement timeout short", func(o *Options) { o.StatementTimeout = 99 * time.Millisecond }, "statement_timeout must be 0 (the worker's --statement-timeout) or between 100ms and 1h0m0s, got 99ms"},
 		{"statement timeout long", func(o *Options) { o.StatementTimeout = 2 * time.Hour }, "statement_timeout must be"},
+		{"batch time", func(o *Options) { o.BatchTime, o.BatchMin, o.BatchMax = 200*time.Millisecond, 50, 5000 }, ""},
+		{"batch time short", func(o *Options) { o.BatchTime = time.Millisecond }, "batch_time must be between 10ms and 1m0s, got 1ms"},
+		{"batch bounds crossed", func(o *Options) { o.BatchTime, o.BatchMin, o.BatchMax = time.Second, 500, 50 }, "batch_min (500) must not be above batch_max (50)"},
+		{"batch bounds without time", func(o *Options) { o.BatchMax = 5000 }, "batch_min and batch_max bound an adaptive batch: set batch_time too"},
 		{"where escapes", func(o *Options) { o.Where = "1=1) OR (1=1" }, "where: a ')' at character 4 closes a parenthesis the condition did not open"},
 		{"down_where escapes", func(o *Options) { o.DownWhere = "true) OR (true" }, "down_where: a ')'"},
 		{"where blank", func(o *Options) { o.Where = "  " }, "where: the condition is empty"},
@@ -78,6 +82,11 @@ func TestParseSQL_BoundsAndTimeouts(t *testing.T) {
 	require.Equal(t, 10*time.Minute, def.Options.LockTimeout)
 	require.Equal(t, 100*time.Millisecond, def.Options.StatementTimeout)
 
+	def, err = ParseSQL(testHeader + "-- batch_time: 250ms\n-- batch_min: 20\n-- batch_max: 20000\n" + validStatement)
+	require.NoError(t, err)
+	require.Equal(t, 250*time.Millisecond, def.Options.BatchTime)
+	require.Equal(t, []int{20, 20000}, []int{def.Options.BatchMin, def.Options.BatchMax})
+
 	// Left out, they are 0: the worker's flags decide.
 	def, err = ParseSQL(testHeader + validStatement)
 	require.NoError(t, err)
@@ -100,6 +109,10 @@ func TestParseSQL_BoundsAndTimeouts(t *testing.T) {
 		{"statement timeout short", "-- statement_timeout: 50ms", `statement_timeout: want a duration between 100ms and 1h0m0s (such as 500ms, 2s or 1m), got "50ms"`},
 		{"statement timeout long", "-- statement_timeout: 61m", `"61m"`},
 		{"statement timeout huge", "-- statement_timeout: 99999999999h", `"99999999999h"`},
+		{"batch time no unit", "-- batch_time: 200", `batch_time: want a duration between 10ms and 1m0s (such as 500ms, 2s or 1m), got "200"`},
+		{"batch time long", "-- batch_time: 2m", `"2m"`},
+		{"batch min zero", "-- batch_min: 0", "batch_min: want a positive whole number"},
+		{"batch max above max", "-- batch_max: 1000001", "batch_max: must be at most 1000000"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -283,6 +283,12 @@ func setOption(o *Options, key, value string) error {
 		}
 	case "batch":
 		o.BatchSize, err = positive(BatchSizeMax) // bounds as Options.validate
+	case "batch_time":
+		o.BatchTime, err = duration(BatchTimeMin, BatchTimeMax)
+	case "batch_min":
+		o.BatchMin, err = positive(BatchSizeMax)
+	case "batch_max":
+		o.BatchMax, err = positive(BatchSizeMax)
 	case "partitions":
 		o.Partitions, err = positive(PartitionsMax)
 	case "attempts":
@@ -299,7 +305,7 @@ func setOption(o *Options, key, value string) error {
 	case "statement_timeout":
 		o.StatementTimeout, err = duration(StatementTimeoutMin, StatementTimeoutMax)
 	default:
-		err = fmt.Errorf("unknown header key %q (known: table, key, where, down_where, batch, rate, partitions, attempts, lock_timeout, statement_timeout)", key)
+		err = fmt.Errorf("unknown header key %q (known: table, key, where, down_where, batch, batch_time, batch_min, batch_max, rate, partitions, attempts, lock_timeout, statement_timeout)", key)
 	}
 	return err
 }

@@ -42,6 +42,10 @@ type RunStatus struct {
 	// throttle, or else the definition's.
 	Rate      float64 `json:"rate"`
 	BatchSize int     `json:"batch_size"`
+	// BatchTimeMS is the duration an adaptive run's batches aim at, in
+	// milliseconds (0: a fixed batch size); BatchSize is then the first
+	// batch's.
+	BatchTimeMS int64 `json:"batch_time_ms,omitempty"`
 	// ThrottledBy and ThrottledAt say who last throttled the run and when.
 	ThrottledBy *string    `json:"throttled_by,omitempty"`
 	ThrottledAt *time.Time `json:"throttled_at,omitempty"`
@@ -88,7 +92,7 @@ func ListStatusAt(ctx context.Context, q Querier, version *int64, clock StatusCl
 		err := r.Scan(&s.Version, &s.Name, &s.Mode, &s.Direction, &s.RunNumber, &s.State, &s.RowsDone, &s.RowsAffected,
 			&s.RowsEstimated, &s.BatchesDone, &s.BatchesFailed, &s.Partitions, &s.PartitionsActive, &s.LastError,
 			&s.Checksum, &s.EnqueuedBy, &s.EnqueuedAt, &s.StartedAt, &s.FinishedAt,
-			&s.PartitionsRunning, &s.PartitionsWaiting, &s.RowsPerSecond, &s.Rate, &s.BatchSize, &s.ThrottledBy, &s.ThrottledAt,
+			&s.PartitionsRunning, &s.PartitionsWaiting, &s.RowsPerSecond, &s.Rate, &s.BatchSize, &s.BatchTimeMS, &s.ThrottledBy, &s.ThrottledAt,
 			&s.RetryingAttempt, &s.MaxAttempts, &s.WorkersAlive, &s.RateLimit)
 		if err == nil {
 			s.explain()

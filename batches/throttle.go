@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -19,12 +21,16 @@ import (
 type Throttle struct {
 	// Rate is rows per second across the pool; 0 is unlimited.
 	Rate *float64 `json:"rate,omitempty"`
-	// BatchSize is the rows per batch.
+	// BatchSize is the rows per batch (an adaptive run's next batches
+	// start from it).
 	BatchSize *int `json:"batch,omitempty"`
+	// BatchTime is the duration batches aim at; 0 turns the adaptive size
+	// off.
+	BatchTime *time.Duration `json:"batch_time,omitempty"`
 }
 
 // IsZero reports whether t changes nothing.
-func (t Throttle) IsZero() bool { return t.Rate == nil && t.BatchSize == nil }
+func (t Throttle) IsZero() bool { return t.Rate == nil && t.BatchSize == nil && t.BatchTime == nil }
 
 // apply returns o with t's fields in place of o's.
 func (t Throttle) apply(o Options) Options {
@@ -33,6 +39,9 @@ func (t Throttle) apply(o Options) Options {
 	}
 	if t.BatchSize != nil {
 		o.BatchSize = *t.BatchSize
+	}
+	if t.BatchTime != nil {
+		o.BatchTime = *t.BatchTime
 	}
 	return o
 }
@@ -45,6 +54,9 @@ func (t Throttle) merge(change Throttle) Throttle {
 	if change.BatchSize != nil {
 		t.BatchSize = change.BatchSize
 	}
+	if change.BatchTime != nil {
+		t.BatchTime = change.BatchTime
+	}
 	return t
 }
 
@@ -52,28 +64,30 @@ func (t Throttle) merge(change Throttle) Throttle {
 func (t Throttle) Validate() error {
 	switch {
 	case t.IsZero():
-		return errors.New("nothing to change: give --rate or --batch")
+		return errors.New("nothing to change: give --rate, --batch or --batch-time")
 	case t.Rate != nil && !validRate(*t.Rate):
 		return fmt.Errorf("rate must be 0 (unlimited) or between %d and %.0f rows per second, got %g", RateMin, RateMax, *t.Rate)
 	case t.BatchSize != nil && (*t.BatchSize < 1 || *t.BatchSize > BatchSizeMax):
 		return fmt.Errorf("batch must be between 1 and %d, got %d", BatchSizeMax, *t.BatchSize)
+	case t.BatchTime != nil && *t.BatchTime != 0 && !within(*t.BatchTime, BatchTimeMin, BatchTimeMax):
+		return fmt.Errorf("batch time must be 0 (a fixed batch size) or between %s and %s, got %s", BatchTimeMin, BatchTimeMax, *t.BatchTime)
 	}
 	return nil
 }
 
-// String shows t as "rate 5000 rows/s, batch 500".
+// String shows t as "rate 5000 rows/s, batch 500, batch time 200ms".
 func (t Throttle) String() string {
-	var s string
+	var parts []string
 	if t.Rate != nil {
-		s = "rate " + FormatRate(*t.Rate)
+		parts = append(parts, "rate "+FormatRate(*t.Rate))
 	}
 	if t.BatchSize != nil {
-		if s != "" {
-			s += ", "
-		}
-		s += "batch " + strconv.Itoa(*t.BatchSize)
+		parts = append(parts, "batch "+strconv.Itoa(*t.BatchSize))
 	}
-	return s
+	if t.BatchTime != nil && *t.BatchTime > 0 {
+		parts = append(parts, "batch time "+t.BatchTime.String())
+	}
+	return strings.Join(parts, ", ")
 }
 
 // FormatRate shows a rate limit: "5000 rows/s", or "unlimited" for 0.
@@ -130,8 +144,8 @@ func ThrottleTx(ctx context.Context, tx pgx.Tx, version int64, change Throttle, 
 
 // inForce is the throttle a run works with: every field set.
 func inForce(o Options) Throttle {
-	rate, batch := o.Rate, o.BatchSize
-	return Throttle{Rate: &rate, BatchSize: &batch}
+	rate, batch, batchTime := o.Rate, o.BatchSize, o.BatchTime
+	return Throttle{Rate: &rate, BatchSize: &batch, BatchTime: &batchTime}
 }
 
 // RefreshRun reads a run's state and throttle into run, for a job that

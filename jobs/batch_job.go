@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,9 +29,9 @@ type BatchArgs struct {
 	// NotBefore is when the partition's next batch may start: after a
 	// failed batch's backoff.
 	NotBefore time.Time `json:"not_before,omitzero"`
-	// Owed are the rows of the previous batch that the rate limiter has not
-	// taken yet: the next batch waits until it does.
-	Owed int `json:"owed,omitempty"`
+	// BatchSize is the size an adaptive run's partition arrived at (0: the
+	// run's batch size).
+	BatchSize int `json:"batch_size,omitempty"`
 }
 
 // Kind implements river.JobArgs.
@@ -90,22 +91,27 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 	}
 
 	deadline := time.Now().Add(w.Slice)
-	// owed are the rows of the last batch, not yet paid to the rate limiter:
-	// a batch pays for the rows it really had before the next one starts, so
-	// a short last batch costs only what it had. A job that hands over passes
-	// them on. notBefore is a failed batch's backoff.
-	owed, notBefore := job.Args.Owed, job.Args.NotBefore
+	notBefore := job.Args.NotBefore // a failed batch's backoff
+	// size is the next batch's: the run's, or where an adaptive run's batch
+	// time led it (set is the run's size it started from: an operator's new
+	// one starts it again).
+	size, set := cmp.Or(job.Args.BatchSize, run.Options.BatchSize), run.Options.BatchSize
 	for {
-		if err := w.pace(ctx, run, &owed, notBefore, deadline); err != nil {
+		if err := w.pace(ctx, run, size, notBefore, deadline); err != nil {
 			switch {
 			case errors.Is(err, batches.ErrRunInactive):
 				log.Info("job stops: the run is no longer active", "state", run.State)
 				return nil
 			case errors.Is(err, errHandOver):
-				return w.handOver(ctx, job, run, notBefore, owed)
+				return w.handOver(ctx, job, run, notBefore, size)
 			}
 			return err
 		}
+		if run.Options.BatchSize != set {
+			// An operator's new batch size, read while waiting.
+			size, set = run.Options.BatchSize, run.Options.BatchSize
+		}
+		p.BatchSize = size
 
 		started := time.Now()
 		var (
@@ -117,7 +123,7 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 			if res, err = batches.ProcessBatchTx(ctx, tx, p); err != nil {
 				return err
 			}
-			owed = int(res.Batch.Rows)
+			size, set = nextBatchSize(run.Options, size, set, res, time.Since(started))
 			// The job ends in the batch's own transaction: completed with the
 			// partition's last batch, or handed to a new job from the
 			// checkpoint when its slice is used up.
@@ -127,7 +133,7 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 				_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
 			case time.Now().After(deadline) || w.stopping():
 				finished = true
-				err = w.handOverTx(ctx, tx, job, run, time.Time{}, owed)
+				err = w.handOverTx(ctx, tx, job, run, time.Time{}, size)
 			}
 			return err
 		})
@@ -184,11 +190,10 @@ func (w *BatchWorker) stopping() bool {
 
 // handOver ends this job and hands its partition to a new one, in a
 // transaction of its own. The new job starts no earlier than notBefore (a
-// failed batch's backoff; zero: at once), and first pays owed rows to the
-// rate limiter.
-func (w *BatchWorker) handOver(ctx context.Context, job *river.Job[BatchArgs], run *batches.Run, notBefore time.Time, owed int) error {
+// failed batch's backoff; zero: at once), with batches of size rows.
+func (w *BatchWorker) handOver(ctx context.Context, job *river.Job[BatchArgs], run *batches.Run, notBefore time.Time, size int) error {
 	err := w.Timeouts.BeginFunc(ctx, w.Pool, func(tx pgx.Tx) error {
-		return w.handOverTx(ctx, tx, job, run, notBefore, owed)
+		return w.handOverTx(ctx, tx, job, run, notBefore, size)
 	})
 	if errors.Is(err, batches.ErrNotOwner) {
 		return nil
@@ -203,8 +208,11 @@ const longWait = 5 * time.Second
 
 // handOverTx queues the partition's next job and makes it the partition's
 // owner, and completes this job, all in tx.
-func (w *BatchWorker) handOverTx(ctx context.Context, tx pgx.Tx, job *river.Job[BatchArgs], run *batches.Run, notBefore time.Time, owed int) error {
-	next := BatchArgs{RunID: run.ID, Partition: job.Args.Partition, NotBefore: notBefore, Owed: owed}
+func (w *BatchWorker) handOverTx(ctx context.Context, tx pgx.Tx, job *river.Job[BatchArgs], run *batches.Run, notBefore time.Time, size int) error {
+	next := BatchArgs{RunID: run.ID, Partition: job.Args.Partition, NotBefore: notBefore}
+	if run.Options.Adaptive() {
+		next.BatchSize = size
+	}
 	if err := requeueTx(ctx, tx, river.ClientFromContext[pgx.Tx](ctx), next, job.ID); err != nil {
 		return err
 	}
@@ -257,7 +265,7 @@ func (w *BatchWorker) fail(ctx context.Context, job *river.Job[BatchArgs], p bat
 		if f, err = batches.RecordFailureTx(ctx, tx, p, failure); err != nil || f.Final {
 			return err
 		}
-		return w.handOverTx(ctx, tx, job, p.Run, time.Now().Add(retryBackoff(f.Attempt)), 0)
+		return w.handOverTx(ctx, tx, job, p.Run, time.Now().Add(retryBackoff(f.Attempt)), p.BatchSize)
 	})
 	switch {
 	case errors.Is(err, batches.ErrNotOwner):
@@ -300,12 +308,14 @@ var (
 	errThrottled = errors.New("jobs: the run's throttle changed")
 )
 
-// pace waits until the partition's next batch may start: after notBefore,
-// and once the rate limiter took the owed rows of the last batch. It
-// returns errHandOver when the wait reaches the end of the job's slice
-// (deadline) or the worker stops, and batches.ErrRunInactive when the run is
-// paused or cancelled meanwhile.
-func (w *BatchWorker) pace(ctx context.Context, run *batches.Run, owed *int, notBefore, deadline time.Time) error {
+// pace waits until the partition's next batch, of size rows, may start:
+// after notBefore, and once the rate limiter took its rows. A batch pays
+// before it runs, for as many rows as it may have, so the pool never gets
+// ahead of its rate by more than the limiter's burst, from the first batch
+// on. It returns errHandOver when the wait reaches the end of the job's
+// slice (deadline) or the worker stops, and batches.ErrRunInactive when the
+// run is paused or cancelled meanwhile.
+func (w *BatchWorker) pace(ctx context.Context, run *batches.Run, size int, notBefore, deadline time.Time) error {
 	// The backoff first: a new throttle does not shorten it.
 	for {
 		err := w.waitWithin(ctx, run, notBefore, deadline)
@@ -316,13 +326,10 @@ func (w *BatchWorker) pace(ctx context.Context, run *batches.Run, owed *int, not
 			break
 		}
 	}
-	for *owed > 0 && run.Options.Rate > 0 {
-		wait, err := w.Limiter.Take(ctx, run.ID, run.Options.Rate, *owed)
-		if err != nil {
+	for run.Options.Rate > 0 {
+		wait, err := w.Limiter.Take(ctx, run.ID, run.Options.Rate, size)
+		if err != nil || wait == 0 {
 			return err
-		}
-		if wait == 0 {
-			break
 		}
 		w.Observer.RateLimited(run, wait)
 		// errThrottled: ask again at the new rate.
@@ -330,8 +337,23 @@ func (w *BatchWorker) pace(ctx context.Context, run *batches.Run, owed *int, not
 			return err
 		}
 	}
-	*owed = 0
 	return nil
+}
+
+// nextBatchSize is the size of a partition's next batch after res, which
+// took took, and the run's batch size it follows (set): a fixed run's
+// batch size, or an adaptive run's size aimed at its batch time, started
+// again from the run's batch size when an operator changed that.
+func nextBatchSize(o batches.Options, size, set int, res *batches.BatchResult, took time.Duration) (int, int) {
+	switch {
+	case !o.Adaptive():
+		return o.BatchSize, o.BatchSize
+	case o.BatchSize != set:
+		return o.BatchSize, o.BatchSize
+	case res.PartitionDone || res.Batch.Rows < int64(size):
+		return size, set // a short batch says little about a full one
+	}
+	return o.NextBatchSize(size, took), set
 }
 
 // waitWithin waits until t like waitUntil, but no longer than deadline: it

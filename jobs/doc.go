@@ -13,6 +13,16 @@
 // completion or hand-over commit together (batches.ProcessBatchTx and
 // river.JobCompleteTx in one transaction).
 //
+// # Pace
+//
+// A run's rate holds across the whole pool: each batch first takes its rows
+// from the run's budget (poolLimiter: one GCRA budget in Redis, or each live
+// worker's share of the rate while there is no Redis), waiting as long as
+// it says, and a job whose wait outlasts its slice hands over. An operator's
+// throttle (rate, batch size, batch time) is read with every batch and every
+// second of a wait. A run with a batch time adapts each partition's batch
+// size to it, passing the size on at hand-over.
+//
 // # Failures
 //
 // A failing batch rolls back and is recorded with the partition

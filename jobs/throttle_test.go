@@ -69,27 +69,27 @@ func TestThrottle_WaitingJobAppliesItAndTheChangeIsRecorded(t *testing.T) {
 	b := setup(t)
 	testdb.Exec(t, b.pool, `CREATE TABLE slow (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
 INSERT INTO slow (id) SELECT g FROM generate_series(1, 3000) g; ANALYZE slow;`)
-	// 100-row batches at 20 rows/s: the first batch, the burst of two more,
-	// then five seconds between batches.
+	// 100-row batches at 20 rows/s: a burst of two batches, then five
+	// seconds between batches.
 	b.writeFile(t, "6_slow.sql", "-- table: slow\n-- key: id\n-- batch: 100\n-- partitions: 1\n-- rate: 20\nUPDATE slow SET n = n + 1 WHERE id BETWEEN @first AND @last;\n")
 	_, err := b.load(t).Pending(context.Background())
 	require.NoError(t, err)
 	b.startWorker(t, WorkerConfig{Concurrency: 2})
 	b.startWorker(t, WorkerConfig{Concurrency: 2})
-	b.waitRows(t, 6, 300, 30*time.Second)
+	b.waitRows(t, 6, 200, 30*time.Second)
 	time.Sleep(500 * time.Millisecond) // well inside the five-second wait
-	require.Equal(t, int64(300), b.status(t, 6).RowsDone, "the job is waiting on the rate limit")
+	require.Equal(t, int64(200), b.status(t, 6).RowsDone, "the job is waiting on the rate limit")
 
 	changed := time.Now()
 	_, err = b.enq.Throttle(context.Background(), 6, batches.Throttle{Rate: ptr(0.0), BatchSize: ptr(10)}, "bob@laptop")
 	require.NoError(t, err)
-	b.waitRows(t, 6, 310, 30*time.Second)
+	b.waitRows(t, 6, 210, 30*time.Second)
 	took := time.Since(changed)
 	t.Logf("first batch after the throttle: %s", took.Round(time.Millisecond))
 	require.Less(t, took, 2*time.Second)
 
 	st := b.waitState(t, 6, batches.StateCompleted, 30*time.Second)
-	require.Equal(t, int64(3+270), st.BatchesDone, "three batches of 100, then 2700 rows in batches of 10")
+	require.Equal(t, int64(2+280), st.BatchesDone, "two batches of 100, then 2800 rows in batches of 10")
 	require.Zero(t, queryInt(t, b.pool, `SELECT count(*) FROM slow WHERE n <> 1`))
 
 	runID := queryInt(t, b.pool, `SELECT id FROM backfill_runs WHERE version = 6`)
@@ -101,7 +101,7 @@ INSERT INTO slow (id) SELECT g FROM generate_series(1, 3000) g; ANALYZE slow;`)
 	require.WithinDuration(t, changed, events[0].At, 5*time.Second)
 	var detail map[string]map[string]float64
 	require.NoError(t, json.Unmarshal([]byte(events[0].Detail), &detail))
-	require.Equal(t, map[string]map[string]float64{"before": {"rate": 20, "batch": 100}, "after": {"rate": 0, "batch": 10}}, detail)
+	require.Equal(t, map[string]map[string]float64{"before": {"rate": 20, "batch": 100, "batch_time": 0}, "after": {"rate": 0, "batch": 10, "batch_time": 0}}, detail)
 
 	// A finished run keeps its options; bad values are refused.
 	_, err = b.enq.Throttle(context.Background(), 6, batches.Throttle{Rate: ptr(5.0)}, "bob@laptop")

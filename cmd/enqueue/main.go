@@ -100,6 +100,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			change.BatchSize = &n
 			return nil
 		})
+		fs.Func("batch-time", "the duration batches aim at, their size adapting (0: a fixed size)", func(v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("want a duration such as 200ms, got %q", v)
+			}
+			change.BatchTime = &d
+			return nil
+		})
 		do = func(ctx context.Context) error { return c.throttle(ctx, change) }
 	case "wait":
 		timeout := fs.Duration("timeout", 0, "give up after this long (exit 2); 0 waits for ever")

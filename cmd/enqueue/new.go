@@ -139,10 +139,18 @@ func backfillTemplate(version int64, name string, manual bool) string {
 -- The column batches are cut on (required). It needs an index whose first
 -- column it is, normally the primary key.
 -- key: id
--- Rows per batch, 1 to 1000000 (default 1000).
+-- Rows per batch, 1 to 1000000 (default 1000); with batch_time, the first
+-- batch's.
 -- batch: 1000
--- The most rows per second for the whole run, 1 to 1000000000, or 0 for no
--- limit (default 0).
+-- The duration every batch aims at, 10ms to 1m: the size then adapts to the
+-- cost of the rows, between batch_min and batch_max (default off; 10 and
+-- 100000).
+-- (off) batch_time: 200ms
+-- (off) batch_min: 10
+-- (off) batch_max: 100000
+-- The most rows per second for the whole run across all workers, 1 to
+-- 1000000000, or 0 for no limit (default 0). "enqueue throttle" changes it
+-- while the run works.
 -- rate: 0
 -- A SQL condition; only matching rows are cut into batches, so batches hold
 -- only rows that still need work (default none).

@@ -240,7 +240,7 @@ func details(r batches.RunStatus, drift bool) []string {
 	if r.HeldBack != "" {
 		add("held back", r.HeldBack)
 	}
-	if !finished(r.State) && (r.Rate > 0 || r.ThrottledBy != nil) {
+	if !finished(r.State) && (r.Rate > 0 || r.BatchTimeMS > 0 || r.ThrottledBy != nil) {
 		add("throttle", throttleLine(r))
 	}
 	if r.LastError != nil && (r.State == batches.StateFailed || r.RetryingAttempt > 0) {
@@ -259,7 +259,11 @@ func throttleLine(r batches.RunStatus) string {
 	if r.Rate > 0 {
 		s += rateHeld(r.RateLimit)
 	}
-	s += fmt.Sprintf(", batch %d", r.BatchSize)
+	if r.BatchTimeMS > 0 {
+		s += fmt.Sprintf(", batches aim at %s", time.Duration(r.BatchTimeMS)*time.Millisecond)
+	} else {
+		s += fmt.Sprintf(", batch %d", r.BatchSize)
+	}
 	if r.ThrottledBy != nil && r.ThrottledAt != nil {
 		s += fmt.Sprintf("; set by %s %s", *r.ThrottledBy, r.ThrottledAt.Local().Format("Jan 2 15:04:05"))
 	}

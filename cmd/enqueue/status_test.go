@@ -161,6 +161,12 @@ func TestStatus_TableLayout(t *testing.T) {
 	require.Equal(t, "20s", string([]rune(lines[2])[end-3:end]))
 	require.Equal(t, "  -", string([]rune(lines[7])[end-3:end]))
 
+	// An adaptive run says what its batches aim at.
+	adaptive := running
+	adaptive.BatchTimeMS, adaptive.Rate = 200, 0
+	lines = statusLines(t, []batches.RunStatus{adaptive})
+	require.Equal(t, "    throttle: rate unlimited, batches aim at 200ms", lines[3])
+
 	// The demo's three backfills keep their names and most of the bar.
 	lines = statusLines(t, []batches.RunStatus{completed, running, waiting})
 	require.Regexp(t, `^20260301120200  feature_flags_to_redis  manual  1    pending `, lines[5])

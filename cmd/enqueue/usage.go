@@ -28,6 +28,7 @@ Commands:
                        about a second; recorded with its time and who did it
       --rate N         rows per second for the whole pool (0: unlimited)
       --batch N        rows per batch
+      --batch-time D   the duration batches aim at, their size adapting (0: a fixed size)
   wait VERSION...      block until every named run completed: exit 0; failed or
                        cancelled: exit 1; timeout: exit 2
       --timeout D      give up after D (e.g. 30m); default: wait for ever
