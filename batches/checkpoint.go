@@ -109,16 +109,17 @@ func ProcessBatchTx(ctx context.Context, tx pgx.Tx, p BatchParams) (*BatchResult
 		jobID         *int64
 		runState      State
 		throttle      Throttle
+		health        *Health
 	)
 	// One round trip: the transaction's bounds, then the partition's lock.
 	b := &pgx.Batch{}
 	timeouts.queue(b, &pid)
 	b.Queue(inSchema(`
-SELECT bp.cursor_key, bp.upper_key, bp.state, bp.job_id, r.state, r.throttle
+SELECT bp.cursor_key, bp.upper_key, bp.state, bp.job_id, r.state, r.throttle, `+freshHealth+`
 FROM backfill_partitions bp JOIN backfill_runs r ON r.id = bp.run_id
 WHERE bp.run_id = $1 AND bp.partition = $2
 FOR UPDATE OF bp`), run.ID, p.Partition).QueryRow(func(row pgx.Row) error {
-		if err := row.Scan(&cursor, &upper, &state, &jobID, &runState, &throttle); err != nil {
+		if err := row.Scan(&cursor, &upper, &state, &jobID, &runState, &throttle, &health); err != nil {
 			return fmt.Errorf("batches: locking partition %d of run %d: %w", p.Partition, run.ID, err)
 		}
 		return nil
@@ -134,8 +135,12 @@ FOR UPDATE OF bp`), run.ID, p.Partition).QueryRow(func(row pgx.Row) error {
 	case !runState.Active():
 		return nil, ErrRunInactive
 	}
-	// An operator's throttle applies from this batch on.
+	// An operator's throttle applies from this batch on, and a health
+	// signal holds the batch back before it starts.
 	run.setThrottle(throttle)
+	if run.health = health; run.HeldBack() != nil {
+		return nil, ErrHeldBack
+	}
 
 	if run.keyset == nil {
 		run.keyset = newKeysetQueries(run.Options.ForDirection(run.Direction))

@@ -89,6 +89,18 @@ type Options struct {
 	LockTimeout time.Duration `json:"lock_timeout,omitempty"`
 	// StatementTimeout bounds one batch's statement (0: the worker's --statement-timeout).
 	StatementTimeout time.Duration `json:"statement_timeout,omitempty"`
+
+	// Health signals (health.go): batches are held back while a replica
+	// lags more than MaxReplicaLag, more than MaxActiveBackends other
+	// sessions run a statement, a transaction is older than
+	// MaxTransactionAge, ThrottleQuery returns true, or (HoldDuringVacuum)
+	// a vacuum works on the table. 0 takes the default; a negative limit
+	// is off.
+	MaxReplicaLag     time.Duration `json:"max_replica_lag,omitempty"`
+	MaxActiveBackends int           `json:"max_active_backends,omitempty"`
+	MaxTransactionAge time.Duration `json:"max_transaction_age,omitempty"`
+	ThrottleQuery     string        `json:"throttle_query,omitempty"`
+	HoldDuringVacuum  bool          `json:"hold_during_vacuum,omitempty"`
 }
 
 // WithDefaults returns o with zero fields set to their defaults.
@@ -141,6 +153,22 @@ func (o Options) validate() error {
 		return fmt.Errorf("lock_timeout must be 0 (the worker's --lock-timeout) or between %s and %s, got %s", LockTimeoutMin, LockTimeoutMax, o.LockTimeout)
 	case o.StatementTimeout != 0 && !within(o.StatementTimeout, StatementTimeoutMin, StatementTimeoutMax):
 		return fmt.Errorf("statement_timeout must be 0 (the worker's --statement-timeout) or between %s and %s, got %s", StatementTimeoutMin, StatementTimeoutMax, o.StatementTimeout)
+	}
+	for _, l := range []struct {
+		key string
+		d   time.Duration
+	}{{"max_replica_lag", o.MaxReplicaLag}, {"max_transaction_age", o.MaxTransactionAge}} {
+		if l.d > 0 && !within(l.d, HealthLimitMin, HealthLimitMax) {
+			return fmt.Errorf("%s must be off or between %s and %s, got %s", l.key, HealthLimitMin, HealthLimitMax, l.d)
+		}
+	}
+	if o.MaxActiveBackends > 100_000 {
+		return fmt.Errorf("max_active_backends must be off or between 1 and 100000, got %d", o.MaxActiveBackends)
+	}
+	if o.ThrottleQuery != "" {
+		if err := CheckThrottleQuery(o.ThrottleQuery); err != nil {
+			return fmt.Errorf("throttle_query: %w", err)
+		}
 	}
 	// Empty conditions are no conditions here; a header must not leave
 	// where empty (setOption).

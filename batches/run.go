@@ -31,6 +31,17 @@ type Run struct {
 	// changed since ("enqueue throttle").
 	defined  Options
 	throttle Throttle
+	// health is the last fresh reading of its signals (nil: none).
+	health *Health
+}
+
+// HeldBack returns the reading of the run's health signals when one holds
+// its batches back, nil otherwise.
+func (r *Run) HeldBack() *Health {
+	if r.health.Holds() {
+		return r.health
+	}
+	return nil
 }
 
 // Label names the run in messages: "20260301120000_fill_prices run 2 (down)".
@@ -198,4 +209,17 @@ func checkStatementTx(ctx context.Context, tx pgx.Tx, def *Definition, dir Direc
 		return &FileError{Path: def.Source, Err: fmt.Errorf("%s statement does not prepare: %w", dir, withSQLState(err))}
 	}
 	return nil
+}
+
+// ActiveRuns reads the runs that are pending or running.
+func ActiveRuns(ctx context.Context, q Querier) ([]*Run, error) {
+	rows, err := q.Query(ctx, inSchema(`SELECT `+runColumns+` FROM backfill_runs WHERE state IN ('pending', 'running') ORDER BY id`))
+	if err != nil {
+		return nil, fmt.Errorf("batches: reading the active runs: %w", err)
+	}
+	runs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Run, error) { return scanRun(r) })
+	if err != nil {
+		return nil, fmt.Errorf("batches: reading the active runs: %w", err)
+	}
+	return runs, nil
 }

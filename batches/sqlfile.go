@@ -289,6 +289,26 @@ func setOption(o *Options, key, value string) error {
 		o.BatchMin, err = positive(BatchSizeMax)
 	case "batch_max":
 		o.BatchMax, err = positive(BatchSizeMax)
+	case "max_replica_lag":
+		o.MaxReplicaLag, err = limitValue(key, value, duration)
+	case "max_transaction_age":
+		o.MaxTransactionAge, err = limitValue(key, value, duration)
+	case "max_active_backends":
+		if value == "off" {
+			o.MaxActiveBackends = -1
+		} else {
+			o.MaxActiveBackends, err = positive(100_000)
+		}
+	case "throttle_query":
+		o.ThrottleQuery = value
+		if err = CheckThrottleQuery(value); err != nil {
+			err = fmt.Errorf("throttle_query: %w", err)
+		}
+	case "hold_during_vacuum":
+		o.HoldDuringVacuum, err = strconv.ParseBool(value)
+		if err != nil {
+			err = fmt.Errorf("hold_during_vacuum: want true or false, got %q", value)
+		}
 	case "partitions":
 		o.Partitions, err = positive(PartitionsMax)
 	case "attempts":
@@ -305,9 +325,21 @@ func setOption(o *Options, key, value string) error {
 	case "statement_timeout":
 		o.StatementTimeout, err = duration(StatementTimeoutMin, StatementTimeoutMax)
 	default:
-		err = fmt.Errorf("unknown header key %q (known: table, key, where, down_where, batch, batch_time, batch_min, batch_max, rate, partitions, attempts, lock_timeout, statement_timeout)", key)
+		err = fmt.Errorf("unknown header key %q (known: table, key, where, down_where, batch, batch_time, batch_min, batch_max, rate, partitions, attempts, lock_timeout, statement_timeout, max_replica_lag, max_active_backends, max_transaction_age, throttle_query, hold_during_vacuum)", key)
 	}
 	return err
+}
+
+// limitValue reads a health limit: a duration, or "off".
+func limitValue(key, value string, duration func(least, most time.Duration) (time.Duration, error)) (time.Duration, error) {
+	if value == "off" {
+		return -1, nil
+	}
+	d, err := duration(HealthLimitMin, HealthLimitMax)
+	if err != nil {
+		return 0, fmt.Errorf("%w, or off", err)
+	}
+	return d, nil
 }
 
 var identifierPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*$`)

@@ -53,6 +53,9 @@ type RunStatus struct {
 	// for the pool), "share: ..." (each takes an equal part) with the
 	// reason, or both joined by a comma while they differ.
 	RateLimit string `json:"rate_limit"`
+	// Health is the last reading of an unfinished run's health signals
+	// (values, limits, and which hold it back); nil when none is fresh.
+	Health *Health `json:"health,omitempty"`
 	// HeldBack says why an unfinished run is not going faster: paused, rate
 	// limit, waiting for workers, retrying a failed batch.
 	HeldBack string `json:"held_back,omitempty"`
@@ -93,7 +96,7 @@ func ListStatusAt(ctx context.Context, q Querier, version *int64, clock StatusCl
 			&s.RowsEstimated, &s.BatchesDone, &s.BatchesFailed, &s.Partitions, &s.PartitionsActive, &s.LastError,
 			&s.Checksum, &s.EnqueuedBy, &s.EnqueuedAt, &s.StartedAt, &s.FinishedAt,
 			&s.PartitionsRunning, &s.PartitionsWaiting, &s.RowsPerSecond, &s.Rate, &s.BatchSize, &s.BatchTimeMS, &s.ThrottledBy, &s.ThrottledAt,
-			&s.RetryingAttempt, &s.MaxAttempts, &s.WorkersAlive, &s.RateLimit)
+			&s.RetryingAttempt, &s.MaxAttempts, &s.WorkersAlive, &s.RateLimit, &s.Health)
 		if err == nil {
 			s.explain()
 		}
@@ -133,6 +136,9 @@ func (s *RunStatus) explain() {
 					reasons = append(reasons, lock)
 				}
 			}
+		}
+		if s.Health.Holds() {
+			reasons = append(reasons, "database under strain: "+s.Health.String())
 		}
 		// Within 10% of the limit: the limit, not the work, sets the pace.
 		if s.Rate > 0 && s.RowsPerSecond >= 0.9*s.Rate {

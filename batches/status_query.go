@@ -82,7 +82,10 @@ SELECT r.version, r.name, r.mode, r.direction, r.run_number, r.state,
 	ev.actor AS throttled_by, ev.at AS throttled_at,
 	coalesce(p.max_attempts, 0)::int AS retrying_attempt,
 	coalesce((r.definition->'options'->>'attempts')::int, 0) AS max_attempts,
-	alive.workers, alive.rate_limit
+	alive.workers, alive.rate_limit,
+	-- The last reading of the health signals, while fresh (see health.go).
+	CASE WHEN r.state IN ('pending', 'running') AND (r.health->>'checked_at')::timestamptz > clock.now - interval '1 minute'
+		THEN r.health END AS health
 FROM backfill_runs r
 CROSS JOIN clock
 CROSS JOIN alive

@@ -17,7 +17,7 @@ import (
 // over the definition's and are stored in backfill_runs.throttle, which
 // every batch reads with its partition's lock, so the whole pool applies a
 // change at its next batch (and a job waiting on the rate limit within a
-// second).
+// second). Each field's JSON key is the Options field's own.
 type Throttle struct {
 	// Rate is rows per second across the pool; 0 is unlimited.
 	Rate *float64 `json:"rate,omitempty"`
@@ -27,50 +27,69 @@ type Throttle struct {
 	// BatchTime is the duration batches aim at; 0 turns the adaptive size
 	// off.
 	BatchTime *time.Duration `json:"batch_time,omitempty"`
+	// The health signals' limits (negative: off) and the throttle query
+	// ("" : none).
+	MaxReplicaLag     *time.Duration `json:"max_replica_lag,omitempty"`
+	MaxActiveBackends *int           `json:"max_active_backends,omitempty"`
+	MaxTransactionAge *time.Duration `json:"max_transaction_age,omitempty"`
+	ThrottleQuery     *string        `json:"throttle_query,omitempty"`
+	HoldDuringVacuum  *bool          `json:"hold_during_vacuum,omitempty"`
 }
 
 // IsZero reports whether t changes nothing.
-func (t Throttle) IsZero() bool { return t.Rate == nil && t.BatchSize == nil && t.BatchTime == nil }
+func (t Throttle) IsZero() bool { return t == Throttle{} }
 
-// apply returns o with t's fields in place of o's.
+// apply returns o with t's fields in place of o's: t's JSON, whose keys are
+// the options' own, laid over them.
 func (t Throttle) apply(o Options) Options {
-	if t.Rate != nil {
-		o.Rate = *t.Rate
-	}
-	if t.BatchSize != nil {
-		o.BatchSize = *t.BatchSize
-	}
-	if t.BatchTime != nil {
-		o.BatchTime = *t.BatchTime
-	}
+	overlay(t, &o)
 	return o
 }
 
 // merge returns t with change's fields in place of t's.
 func (t Throttle) merge(change Throttle) Throttle {
-	if change.Rate != nil {
-		t.Rate = change.Rate
-	}
-	if change.BatchSize != nil {
-		t.BatchSize = change.BatchSize
-	}
-	if change.BatchTime != nil {
-		t.BatchTime = change.BatchTime
-	}
+	overlay(change, &t)
 	return t
+}
+
+// overlay decodes from's JSON into to, which keeps the fields from leaves
+// out. Both are plain structs, so neither step can fail.
+func overlay(from any, to any) {
+	b, err := json.Marshal(from)
+	if err == nil {
+		err = json.Unmarshal(b, to)
+	}
+	if err != nil {
+		panic(fmt.Sprintf("batches: overlaying a throttle: %v", err))
+	}
 }
 
 // Validate checks the values against the same bounds as a file's headers.
 func (t Throttle) Validate() error {
 	switch {
 	case t.IsZero():
-		return errors.New("nothing to change: give --rate, --batch or --batch-time")
+		return errors.New("nothing to change: give --rate, --batch, --batch-time or a health limit")
 	case t.Rate != nil && !validRate(*t.Rate):
 		return fmt.Errorf("rate must be 0 (unlimited) or between %d and %.0f rows per second, got %g", RateMin, RateMax, *t.Rate)
 	case t.BatchSize != nil && (*t.BatchSize < 1 || *t.BatchSize > BatchSizeMax):
 		return fmt.Errorf("batch must be between 1 and %d, got %d", BatchSizeMax, *t.BatchSize)
 	case t.BatchTime != nil && *t.BatchTime != 0 && !within(*t.BatchTime, BatchTimeMin, BatchTimeMax):
 		return fmt.Errorf("batch time must be 0 (a fixed batch size) or between %s and %s, got %s", BatchTimeMin, BatchTimeMax, *t.BatchTime)
+	case t.MaxActiveBackends != nil && (*t.MaxActiveBackends == 0 || *t.MaxActiveBackends > 100_000):
+		return fmt.Errorf("max active backends must be off or between 1 and 100000, got %d", *t.MaxActiveBackends)
+	}
+	for _, l := range []struct {
+		name string
+		d    *time.Duration
+	}{{"max replica lag", t.MaxReplicaLag}, {"max transaction age", t.MaxTransactionAge}} {
+		if l.d != nil && *l.d >= 0 && !within(*l.d, HealthLimitMin, HealthLimitMax) {
+			return fmt.Errorf("%s must be off or between %s and %s, got %s", l.name, HealthLimitMin, HealthLimitMax, *l.d)
+		}
+	}
+	if t.ThrottleQuery != nil && *t.ThrottleQuery != "" {
+		if err := CheckThrottleQuery(*t.ThrottleQuery); err != nil {
+			return fmt.Errorf("throttle query: %w", err)
+		}
 	}
 	return nil
 }
@@ -87,6 +106,30 @@ func (t Throttle) String() string {
 	if t.BatchTime != nil && *t.BatchTime > 0 {
 		parts = append(parts, "batch time "+t.BatchTime.String())
 	}
+	limit := func(name string, set bool, off bool, value string) {
+		switch {
+		case !set:
+		case off:
+			parts = append(parts, name+" off")
+		default:
+			parts = append(parts, name+" "+value)
+		}
+	}
+	if d := t.MaxReplicaLag; d != nil {
+		limit("max replica lag", true, *d < 0, d.String())
+	}
+	if n := t.MaxActiveBackends; n != nil {
+		limit("max active backends", true, *n < 0, strconv.Itoa(*n))
+	}
+	if d := t.MaxTransactionAge; d != nil {
+		limit("max transaction age", true, *d < 0, d.String())
+	}
+	if q := t.ThrottleQuery; q != nil {
+		limit("throttle query", true, *q == "", strconv.Quote(*q))
+	}
+	if v := t.HoldDuringVacuum; v != nil {
+		limit("hold during vacuum", true, !*v, "on")
+	}
 	return strings.Join(parts, ", ")
 }
 
@@ -101,7 +144,7 @@ func FormatRate(r float64) string {
 // ThrottleChange is what ThrottleTx did.
 type ThrottleChange struct {
 	Run *Run
-	// Before and After are the run's rate and batch size in force.
+	// Before and After are the values in force of the fields changed.
 	Before, After Throttle
 }
 
@@ -119,10 +162,10 @@ func ThrottleTx(ctx context.Context, tx pgx.Tx, version int64, change Throttle, 
 	if run.State != StatePending && run.State != StateRunning && run.State != StatePaused {
 		return nil, fmt.Errorf("%w: %s is %s; only an unfinished run can be throttled (a new run takes the file's options)", ErrWrongState, run.Label(), run.State)
 	}
-	res := &ThrottleChange{Run: run, Before: inForce(run.Options)}
+	res := &ThrottleChange{Run: run, Before: inForce(run.Options).only(change)}
 	run.throttle = run.throttle.merge(change)
 	run.Options = run.throttle.apply(run.defined)
-	res.After = inForce(run.Options)
+	res.After = inForce(run.Options).only(change)
 	stored, err := json.Marshal(run.throttle)
 	if err != nil {
 		return nil, fmt.Errorf("batches: %w", err)
@@ -142,24 +185,49 @@ func ThrottleTx(ctx context.Context, tx pgx.Tx, version int64, change Throttle, 
 	return res, nil
 }
 
-// inForce is the throttle a run works with: every field set.
-func inForce(o Options) Throttle {
-	rate, batch, batchTime := o.Rate, o.BatchSize, o.BatchTime
-	return Throttle{Rate: &rate, BatchSize: &batch, BatchTime: &batchTime}
+// only returns t's fields that are set in keys.
+func (t Throttle) only(keys Throttle) Throttle {
+	var all, wanted map[string]json.RawMessage
+	b, _ := json.Marshal(t)
+	_ = json.Unmarshal(b, &all)
+	b, _ = json.Marshal(keys)
+	_ = json.Unmarshal(b, &wanted)
+	for k := range all {
+		if _, ok := wanted[k]; !ok {
+			delete(all, k)
+		}
+	}
+	var out Throttle
+	overlay(all, &out)
+	return out
 }
 
-// RefreshRun reads a run's state and throttle into run, for a job that
-// waits between batches.
+// inForce is the throttle a run works with: every field set, health limits
+// with their defaults.
+func inForce(o Options) Throttle {
+	l := o.HealthLimits()
+	return Throttle{
+		Rate: &o.Rate, BatchSize: &o.BatchSize, BatchTime: &o.BatchTime,
+		MaxReplicaLag: &l.MaxReplicaLag, MaxActiveBackends: &l.MaxActiveBackends, MaxTransactionAge: &l.MaxTransactionAge,
+		ThrottleQuery: &l.ThrottleQuery, HoldDuringVacuum: &l.HoldDuringVacuum,
+	}
+}
+
+// RefreshRun reads a run's state, throttle and health into run, for a job
+// that waits between batches.
 func RefreshRun(ctx context.Context, q Querier, run *Run) error {
 	var (
 		state    State
 		throttle Throttle
+		health   *Health
 	)
-	if err := q.QueryRow(ctx, inSchema(`SELECT state, throttle FROM backfill_runs WHERE id = $1`), run.ID).Scan(&state, &throttle); err != nil {
+	if err := q.QueryRow(ctx, inSchema(`SELECT r.state, r.throttle, `+freshHealth+` FROM backfill_runs r WHERE r.id = $1`), run.ID).
+		Scan(&state, &throttle, &health); err != nil {
 		return fmt.Errorf("batches: reading the state of run %d: %w", run.ID, err)
 	}
 	run.State = state
 	run.setThrottle(throttle)
+	run.health = health
 	return nil
 }
 

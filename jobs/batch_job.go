@@ -141,6 +141,8 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 		case errors.Is(err, batches.ErrRunInactive):
 			log.Info("job stops: the run is no longer active")
 			return nil
+		case errors.Is(err, batches.ErrHeldBack):
+			continue // pace waits until the database is well again
 		case errors.Is(err, batches.ErrNotOwner), errors.Is(err, batches.ErrPartitionFinished):
 			log.Debug("job stops", "reason", err)
 			return nil
@@ -324,6 +326,19 @@ func (w *BatchWorker) pace(ctx context.Context, run *batches.Run, size int, notB
 				return err
 			}
 			break
+		}
+	}
+	// Then the database's health: held back, never failed.
+	for run.HeldBack() != nil {
+		err := w.waitWithin(ctx, run, time.Now().Add(stateCheckInterval), deadline)
+		if err != nil && !errors.Is(err, errThrottled) {
+			return err
+		}
+		if err := batches.RefreshRun(ctx, w.Pool, run); err != nil {
+			return err
+		}
+		if !run.State.Active() {
+			return batches.ErrRunInactive
 		}
 	}
 	for run.Options.Rate > 0 {

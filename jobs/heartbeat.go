@@ -22,7 +22,8 @@ const (
 )
 
 // heartbeat keeps the worker's row in backfill_workers fresh and, on every
-// beat, gives the partitions of dead workers to new jobs.
+// beat, gives the partitions of dead workers to new jobs, counts the
+// workers sharing each run's rate, and checks the runs' health signals.
 type heartbeat struct {
 	pool      *pgxpool.Pool
 	client    *river.Client[pgx.Tx]
@@ -33,6 +34,13 @@ type heartbeat struct {
 	// each beat for it.
 	limiter *poolLimiter
 	shares  *runShares
+	// appName is the application_name of the backfill's own sessions,
+	// left out of the health signals' readings.
+	appName  string
+	observer Observer
+	// held remembers why this worker last saw each run held back, to log
+	// the changes once.
+	held    map[int64]string
 	logger  *slog.Logger
 	done    chan struct{}
 	stopped chan struct{}
@@ -84,6 +92,7 @@ func (h *heartbeat) beat() {
 		return
 	}
 	h.shares.set(counts)
+	h.checkHealth(ctx)
 	lost, err := batches.LostPartitions(ctx, h.pool, h.deadAfter)
 	if err != nil {
 		h.logger.Warn("looking for partitions of dead workers", "error", err)
@@ -92,6 +101,44 @@ func (h *heartbeat) beat() {
 	for _, l := range lost {
 		if err := h.recover(ctx, l); err != nil && !errors.Is(err, batches.ErrNotOwner) {
 			h.logger.Warn("recovering a partition of a dead worker", "run_id", l.RunID, "partition", l.Partition, "error", err)
+		}
+	}
+}
+
+// checkHealth reads the health signals of every active run and stores them
+// with the run, where its batches look before they start (every live worker
+// checks; a reading younger than half a beat is kept).
+func (h *heartbeat) checkHealth(ctx context.Context) {
+	runs, err := batches.ActiveRuns(ctx, h.pool)
+	if err != nil || len(runs) == 0 {
+		if err != nil {
+			h.logger.Warn("reading the runs whose health to check", "error", err)
+		}
+		return
+	}
+	load, err := batches.ReadServerLoad(ctx, h.pool, h.appName)
+	if err != nil {
+		h.logger.Warn("reading the database's load", "error", err)
+		return
+	}
+	if h.held == nil {
+		h.held = map[int64]string{}
+	}
+	for _, run := range runs {
+		health := batches.CheckHealth(ctx, h.pool, run, load)
+		h.observer.Health(run, health)
+		if err := batches.StoreHealth(ctx, h.pool, run.ID, health, h.every/2); err != nil {
+			h.logger.Warn("storing a run's health", "error", err)
+		}
+		why := health.String()
+		if why != h.held[run.ID] {
+			log := h.logger.With("version", run.Version, "name", run.Name, "run", run.RunNumber)
+			if why != "" {
+				log.Info("run held back: the database is under strain", "reason", why)
+			} else {
+				log.Info("run no longer held back")
+			}
+			h.held[run.ID] = why
 		}
 	}
 }

@@ -15,6 +15,8 @@ type Observer interface {
 	BatchFailed(run *batches.Run)
 	// RateLimited: a job waited d for the run's rate limit.
 	RateLimited(run *batches.Run, d time.Duration)
+	// Health: the heartbeat read the run's health signals.
+	Health(run *batches.Run, h batches.Health)
 }
 
 type noObserver struct{}
@@ -22,3 +24,4 @@ type noObserver struct{}
 func (noObserver) BatchDone(*batches.Run, int64, time.Duration) {}
 func (noObserver) BatchFailed(*batches.Run)                     {}
 func (noObserver) RateLimited(*batches.Run, time.Duration)      {}
+func (noObserver) Health(*batches.Run, batches.Health)          {}

@@ -101,7 +101,7 @@ INSERT INTO slow (id) SELECT g FROM generate_series(1, 3000) g; ANALYZE slow;`)
 	require.WithinDuration(t, changed, events[0].At, 5*time.Second)
 	var detail map[string]map[string]float64
 	require.NoError(t, json.Unmarshal([]byte(events[0].Detail), &detail))
-	require.Equal(t, map[string]map[string]float64{"before": {"rate": 20, "batch": 100, "batch_time": 0}, "after": {"rate": 0, "batch": 10, "batch_time": 0}}, detail)
+	require.Equal(t, map[string]map[string]float64{"before": {"rate": 20, "batch": 100}, "after": {"rate": 0, "batch": 10}}, detail)
 
 	// A finished run keeps its options; bad values are refused.
 	_, err = b.enq.Throttle(context.Background(), 6, batches.Throttle{Rate: ptr(5.0)}, "bob@laptop")

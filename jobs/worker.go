@@ -149,7 +149,8 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	w.client = client
 	w.heartbeat = &heartbeat{
 		pool: cfg.Pool, client: client, every: cfg.Heartbeat, deadAfter: cfg.DeadAfter, logger: cfg.Logger,
-		limiter: limiter, shares: shares,
+		limiter: limiter, shares: shares, observer: cfg.Observer,
+		appName: cfg.Pool.Config().ConnConfig.RuntimeParams["application_name"],
 		info: batches.WorkerInfo{ID: client.ID(), Host: host, PID: os.Getpid(), Concurrency: cfg.Concurrency},
 	}
 	return w, nil

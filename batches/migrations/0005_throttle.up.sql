@@ -1,7 +1,11 @@
--- Throttles changed while a run works ("enqueue throttle"), the history of
--- what operators did to a run, and how each worker holds the rate limit.
+-- Throttles changed while a run works ("enqueue throttle"), the health
+-- signals that hold a run back, the history of what operators did to a run,
+-- and how each worker holds the rate limit.
 ALTER TABLE backfill_runs ADD COLUMN throttle jsonb NOT NULL DEFAULT '{}';
 COMMENT ON COLUMN backfill_runs.throttle IS 'Options changed while the run works ("enqueue throttle"), e.g. {"rate": 5000, "batch": 500}: each wins over the definition''s, and workers apply it at their next batch.';
+
+ALTER TABLE backfill_runs ADD COLUMN health jsonb;
+COMMENT ON COLUMN backfill_runs.health IS 'The last reading of the run''s health signals (replica lag, active backends, transaction age, throttle query, vacuum) and which hold its batches back; workers refresh it on their heartbeat, and a reading older than a minute holds nothing.';
 
 CREATE TABLE backfill_events (
 	id      bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -108,6 +108,45 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			change.BatchTime = &d
 			return nil
 		})
+		limit := func(name string, set func(time.Duration)) {
+			fs.Func(name, "a health limit, or off", func(v string) error {
+				if v == "off" {
+					set(-1)
+					return nil
+				}
+				d, err := time.ParseDuration(v)
+				if err != nil || d <= 0 {
+					return fmt.Errorf("want a duration such as 5s, or off, got %q", v)
+				}
+				set(d)
+				return nil
+			})
+		}
+		limit("max-replica-lag", func(d time.Duration) { change.MaxReplicaLag = &d })
+		limit("max-transaction-age", func(d time.Duration) { change.MaxTransactionAge = &d })
+		fs.Func("max-active-backends", "a health limit, or off", func(v string) error {
+			n := -1
+			if v != "off" {
+				var err error
+				if n, err = strconv.Atoi(v); err != nil || n < 1 {
+					return fmt.Errorf("want a positive whole number, or off, got %q", v)
+				}
+			}
+			change.MaxActiveBackends = &n
+			return nil
+		})
+		fs.Func("throttle-query", `a query returning true while the run must hold ("" for none)`, func(v string) error {
+			change.ThrottleQuery = &v
+			return nil
+		})
+		fs.Func("hold-during-vacuum", "true or false", func(v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("want true or false, got %q", v)
+			}
+			change.HoldDuringVacuum = &b
+			return nil
+		})
 		do = func(ctx context.Context) error { return c.throttle(ctx, change) }
 	case "wait":
 		timeout := fs.Duration("timeout", 0, "give up after this long (exit 2); 0 waits for ever")

@@ -29,6 +29,9 @@ Commands:
       --rate N         rows per second for the whole pool (0: unlimited)
       --batch N        rows per batch
       --batch-time D   the duration batches aim at, their size adapting (0: a fixed size)
+      --max-replica-lag D|off  --max-active-backends N|off  --max-transaction-age D|off
+      --throttle-query SQL  --hold-during-vacuum BOOL
+                       the health signals that hold the run back (see the README)
   wait VERSION...      block until every named run completed: exit 0; failed or
                        cancelled: exit 1; timeout: exit 2
       --timeout D      give up after D (e.g. 30m); default: wait for ever

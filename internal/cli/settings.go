@@ -45,6 +45,10 @@ type Settings struct {
 	MaxConns int
 }
 
+// ApplicationName is the binaries' application_name unless the URL sets
+// one.
+const ApplicationName = "backfill"
+
 // ConnectTimeoutDefault bounds connecting when the URL sets no connect_timeout.
 const ConnectTimeoutDefault = 10 * time.Second
 
@@ -91,6 +95,11 @@ func (s *Settings) OpenPool(ctx context.Context) (*pgxpool.Pool, error) {
 		// statement outlives its transaction, so a transaction-pooling
 		// PgBouncer works, and repeated statements still skip a round trip.
 		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		// Names the sessions in pg_stat_activity, and keeps them out of the
+		// health signals' count of the application's active sessions.
+		cfg.ConnConfig.RuntimeParams["application_name"] = ApplicationName
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		// An unreachable host must not hang a deploy for the system's TCP

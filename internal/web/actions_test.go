@@ -166,5 +166,5 @@ func TestActions_ThrottleChangesTheRateAndRecordsIt(t *testing.T) {
 
 	r = throttle(testToken, `{"rate": 0}`)
 	require.Equal(t, http.StatusOK, r.code, r.body)
-	require.Contains(t, r.body, `rate unlimited, batch 50 (was rate 2500 rows/s, batch 50)`)
+	require.Contains(t, r.body, `rate unlimited (was rate 2500 rows/s)`)
 }

@@ -29,6 +29,9 @@ type Metrics struct {
 	batchDuration   *prometheus.HistogramVec
 	rateLimitWaits  *prometheus.CounterVec
 	rateLimitWaited *prometheus.CounterVec
+	healthValue     *prometheus.GaugeVec
+	healthLimit     *prometheus.GaugeVec
+	healthHolds     *prometheus.GaugeVec
 }
 
 var _ jobs.Observer = (*Metrics)(nil)
@@ -58,10 +61,22 @@ func NewMetrics() *Metrics {
 			Name: "backfill_rate_limit_wait_seconds_total", Help: "Time jobs waited for their run's rate limit.",
 		}, labels),
 	}
+	signal := append(labels[:len(labels):len(labels)], "signal")
+	m.healthValue = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "backfill_health_signal_value",
+		Help: "A run's health signal as last read by this worker: seconds for replica_lag and transaction_age, a count for active_backends, 1 or 0 for throttle_query and vacuum.",
+	}, signal)
+	m.healthLimit = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "backfill_health_signal_limit", Help: "The limit above which the signal holds the run back (same units).",
+	}, signal)
+	m.healthHolds = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "backfill_health_signal_holds", Help: "1 while the signal holds the run's batches back, else 0.",
+	}, signal)
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.rowsDone, m.batchesDone, m.batchesFailed, m.batchDuration, m.rateLimitWaits, m.rateLimitWaited,
+		m.healthValue, m.healthLimit, m.healthHolds,
 	)
 	return m
 }
@@ -96,4 +111,19 @@ func (m *Metrics) RateLimited(run *batches.Run, d time.Duration) {
 	l := runLabels(run)
 	m.rateLimitWaits.With(l).Inc()
 	m.rateLimitWaited.With(l).Add(d.Seconds())
+}
+
+// Health implements jobs.Observer.
+func (m *Metrics) Health(run *batches.Run, h batches.Health) {
+	for _, s := range h.Signals {
+		l := runLabels(run)
+		l["signal"] = s.Name
+		m.healthValue.With(l).Set(s.Value)
+		m.healthLimit.With(l).Set(s.Limit)
+		holds := 0.0
+		if s.Holds {
+			holds = 1
+		}
+		m.healthHolds.With(l).Set(holds)
+	}
 }
