@@ -121,7 +121,7 @@ func (s Signal) String() string {
 }
 
 func seconds(f float64) string {
-	return time.Duration(f * float64(time.Second)).Round(100 * time.Millisecond).String()
+	return time.Duration(f * float64(time.Second)).Round(10 * time.Millisecond).String()
 }
 
 // HealthLimits are the limits of a run's signals as in force: 0 or less is

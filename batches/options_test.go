@@ -87,6 +87,16 @@ func TestParseSQL_BoundsAndTimeouts(t *testing.T) {
 	require.Equal(t, 250*time.Millisecond, def.Options.BatchTime)
 	require.Equal(t, []int{20, 20000}, []int{def.Options.BatchMin, def.Options.BatchMax})
 
+	def, err = ParseSQL(testHeader + "-- max_replica_lag: off\n-- max_active_backends: 64\n-- max_transaction_age: 30m\n-- throttle_query: SELECT count(*) > 5 FROM pg_stat_activity\n-- hold_during_vacuum: true\n" + validStatement)
+	require.NoError(t, err)
+	lim := def.Options.HealthLimits()
+	require.Equal(t, HealthLimits{MaxReplicaLag: -1, MaxActiveBackends: 64, MaxTransactionAge: 30 * time.Minute,
+		ThrottleQuery: "SELECT count(*) > 5 FROM pg_stat_activity", HoldDuringVacuum: true}, lim)
+	def, err = ParseSQL(testHeader + validStatement)
+	require.NoError(t, err)
+	require.Equal(t, HealthLimits{MaxReplicaLag: MaxReplicaLagDefault, MaxActiveBackends: MaxActiveBackendsDefault,
+		MaxTransactionAge: MaxTransactionAgeDefault}, def.Options.HealthLimits(), "the defaults")
+
 	// Left out, they are 0: the worker's flags decide.
 	def, err = ParseSQL(testHeader + validStatement)
 	require.NoError(t, err)
@@ -109,6 +119,12 @@ func TestParseSQL_BoundsAndTimeouts(t *testing.T) {
 		{"statement timeout short", "-- statement_timeout: 50ms", `statement_timeout: want a duration between 100ms and 1h0m0s (such as 500ms, 2s or 1m), got "50ms"`},
 		{"statement timeout long", "-- statement_timeout: 61m", `"61m"`},
 		{"statement timeout huge", "-- statement_timeout: 99999999999h", `"99999999999h"`},
+		{"replica lag no unit", "-- max_replica_lag: 5", `max_replica_lag: want a duration between 100ms and 24h0m0s (such as 500ms, 2s or 1m), got "5", or off`},
+		{"transaction age zero", "-- max_transaction_age: 0s", `max_transaction_age: want a duration`},
+		{"active backends zero", "-- max_active_backends: 0", "max_active_backends: want a positive whole number"},
+		{"throttle query two statements", "-- throttle_query: SELECT true; SELECT false", "throttle_query: want one statement returning one boolean, got 2 statements"},
+		{"throttle query parameter", "-- throttle_query: SELECT @x", "throttle_query: the query takes no parameters, got @x"},
+		{"vacuum not a bool", "-- hold_during_vacuum: sometimes", `hold_during_vacuum: want true or false, got "sometimes"`},
 		{"batch time no unit", "-- batch_time: 200", `batch_time: want a duration between 10ms and 1m0s (such as 500ms, 2s or 1m), got "200"`},
 		{"batch time long", "-- batch_time: 2m", `"2m"`},
 		{"batch min zero", "-- batch_min: 0", "batch_min: want a positive whole number"},

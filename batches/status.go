@@ -137,11 +137,12 @@ func (s *RunStatus) explain() {
 				}
 			}
 		}
-		if s.Health.Holds() {
+		held := s.Health.Holds()
+		if held {
 			reasons = append(reasons, "database under strain: "+s.Health.String())
 		}
 		// Within 10% of the limit: the limit, not the work, sets the pace.
-		if s.Rate > 0 && s.RowsPerSecond >= 0.9*s.Rate {
+		if !held && s.Rate > 0 && s.RowsPerSecond >= 0.9*s.Rate {
 			reasons = append(reasons, fmt.Sprintf("rate limit (%s)", FormatRate(s.Rate)))
 		}
 		switch {

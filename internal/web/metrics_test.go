@@ -24,6 +24,10 @@ func TestMetrics_ObserverCallsShowUpWithLabels(t *testing.T) {
 	m.BatchFailed(run)
 	m.RateLimited(run, 1500*time.Millisecond)
 	m.RateLimited(run, 500*time.Millisecond)
+	m.Health(run, batches.Health{Signals: []batches.Signal{
+		{Name: batches.SignalReplicaLag, Value: 7.5, Limit: 5, Holds: true},
+		{Name: batches.SignalActiveBackends, Value: 3, Limit: 32},
+	}})
 
 	r := call(t, f.handler(t, "", m), http.MethodGet, "/metrics", "")
 	require.Equal(t, http.StatusOK, r.code)
@@ -44,6 +48,12 @@ func TestMetrics_ObserverCallsShowUpWithLabels(t *testing.T) {
 		"backfill_batch_duration_seconds_count" + l + "} 2",
 		"backfill_rate_limit_waits_total" + l + "} 2",
 		"backfill_rate_limit_wait_seconds_total" + l + "} 2",
+		"# TYPE backfill_health_signal_value gauge",
+		`backfill_health_signal_value{name="orders_price_eur",signal="replica_lag",version="20260301120100"} 7.5`,
+		`backfill_health_signal_limit{name="orders_price_eur",signal="replica_lag",version="20260301120100"} 5`,
+		`backfill_health_signal_holds{name="orders_price_eur",signal="replica_lag",version="20260301120100"} 1`,
+		`backfill_health_signal_value{name="orders_price_eur",signal="active_backends",version="20260301120100"} 3`,
+		`backfill_health_signal_holds{name="orders_price_eur",signal="active_backends",version="20260301120100"} 0`,
 		// The Go and process collectors.
 		"# TYPE go_goroutines gauge",
 		"# TYPE process_resident_memory_bytes gauge",
