@@ -151,7 +151,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		pool: cfg.Pool, client: client, every: cfg.Heartbeat, deadAfter: cfg.DeadAfter, logger: cfg.Logger,
 		limiter: limiter, shares: shares, observer: cfg.Observer,
 		appName: cfg.Pool.Config().ConnConfig.RuntimeParams["application_name"],
-		info: batches.WorkerInfo{ID: client.ID(), Host: host, PID: os.Getpid(), Concurrency: cfg.Concurrency},
+		info:    batches.WorkerInfo{ID: client.ID(), Host: host, PID: os.Getpid(), Concurrency: cfg.Concurrency},
 	}
 	return w, nil
 }
