@@ -78,6 +78,9 @@ type Options struct {
 	BatchMax  int           `json:"batch_max,omitempty"`
 	// Rate is the most rows per second the run may process; 0 is unlimited.
 	Rate float64 `json:"rate,omitempty"`
+	// DutyCycle is the share of wall time the run's batches may keep the
+	// database busy, across the pool (duty_cycle.go); 0 is no limit.
+	DutyCycle float64 `json:"duty_cycle,omitempty"`
 	// Partitions is how many key ranges the run is split into so that several
 	// workers can work on it at once (PartitionsDefault when 0).
 	Partitions int `json:"partitions"`
@@ -143,6 +146,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("batch_min (%d) must not be above batch_max (%d)", o.BatchMin, o.BatchMax)
 	case (o.BatchMin != 0 || o.BatchMax != 0) && o.BatchTime == 0:
 		return fmt.Errorf("batch_min and batch_max bound an adaptive batch: set batch_time too")
+	case !validDutyCycle(o.DutyCycle):
+		return fmt.Errorf("duty_cycle must be off or between %s and %s, got %g", FormatDutyCycle(DutyCycleMin), FormatDutyCycle(DutyCycleMax), o.DutyCycle)
 	case !validRate(o.Rate):
 		return fmt.Errorf("rate must be 0 (unlimited) or between %d and %.0f rows per second, got %g", RateMin, RateMax, o.Rate)
 	case o.Partitions < 1 || o.Partitions > PartitionsMax:

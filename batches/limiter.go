@@ -8,19 +8,31 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Limiter paces the rows a run processes. Take takes n rows from run runID's
-// budget of perSecond rows per second and returns 0 when they are there now;
-// otherwise it takes nothing and says how long until they may be, and the
-// caller asks again then (the rate may have changed meanwhile). A worker
-// pays for each batch's rows after the batch, before it starts the next, so
-// a short last batch costs only what it had.
+// Limiter paces a run. Take takes n units from budget b of perSecond units
+// per second and returns 0 when they are there now; otherwise it takes
+// nothing and says how long until they may be, and the caller asks again
+// then (the rate may have changed meanwhile).
 //
-// The budget may run ahead of the rate by RateBurstBatches batches, so that
-// a late caller does not lose its turn; over any longer window the rate
+// A budget may run ahead of its rate by RateBurstBatches times n, so that a
+// late caller does not lose its turn; over any longer window the rate
 // holds.
 type Limiter interface {
-	Take(ctx context.Context, runID int64, perSecond float64, n int) (time.Duration, error)
+	Take(ctx context.Context, b Budget, perSecond float64, n int) (time.Duration, error)
 }
+
+// Budget names what a Limiter counts for a run.
+type Budget struct {
+	RunID int64
+	// Kind is BudgetRows (the rate) or BudgetTime (the duty cycle, in
+	// milliseconds of batches).
+	Kind string
+}
+
+// Kinds of Budget.
+const (
+	BudgetRows = "rows"
+	BudgetTime = "time"
+)
 
 // How a worker holds runs' rates, as its heartbeat reports it and status
 // shows it: one budget for the whole pool in Redis, or an equal share of the
@@ -38,26 +50,26 @@ const RateBurstBatches = 2
 // LocalLimiter holds the limits within one process, with golang.org/x/time/rate.
 type LocalLimiter struct {
 	mu       sync.Mutex
-	limiters map[int64]*rate.Limiter
+	limiters map[Budget]*rate.Limiter
 }
 
 // NewLocalLimiter returns an empty LocalLimiter.
 func NewLocalLimiter() *LocalLimiter {
-	return &LocalLimiter{limiters: map[int64]*rate.Limiter{}}
+	return &LocalLimiter{limiters: map[Budget]*rate.Limiter{}}
 }
 
 // Take implements Limiter.
-func (l *LocalLimiter) Take(_ context.Context, runID int64, perSecond float64, n int) (time.Duration, error) {
+func (l *LocalLimiter) Take(_ context.Context, b Budget, perSecond float64, n int) (time.Duration, error) {
 	if perSecond <= 0 || n <= 0 {
 		return 0, nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	burst := RateBurstBatches * n
-	lim, ok := l.limiters[runID]
+	lim, ok := l.limiters[b]
 	if !ok {
 		lim = rate.NewLimiter(rate.Limit(perSecond), burst)
-		l.limiters[runID] = lim
+		l.limiters[b] = lim
 	}
 	now := time.Now()
 	if lim.Limit() != rate.Limit(perSecond) {

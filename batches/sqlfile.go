@@ -283,6 +283,10 @@ func setOption(o *Options, key, value string) error {
 		}
 	case "batch":
 		o.BatchSize, err = positive(BatchSizeMax) // bounds as Options.validate
+	case "duty_cycle":
+		if o.DutyCycle, err = ParseDutyCycle(value); err != nil {
+			err = fmt.Errorf("duty_cycle: %w", err)
+		}
 	case "batch_time":
 		o.BatchTime, err = duration(BatchTimeMin, BatchTimeMax)
 	case "batch_min":
@@ -325,7 +329,7 @@ func setOption(o *Options, key, value string) error {
 	case "statement_timeout":
 		o.StatementTimeout, err = duration(StatementTimeoutMin, StatementTimeoutMax)
 	default:
-		err = fmt.Errorf("unknown header key %q (known: table, key, where, down_where, batch, batch_time, batch_min, batch_max, rate, partitions, attempts, lock_timeout, statement_timeout, max_replica_lag, max_active_backends, max_transaction_age, throttle_query, hold_during_vacuum)", key)
+		err = fmt.Errorf("unknown header key %q (known: table, key, where, down_where, batch, batch_time, batch_min, batch_max, rate, duty_cycle, partitions, attempts, lock_timeout, statement_timeout, max_replica_lag, max_active_backends, max_transaction_age, throttle_query, hold_during_vacuum)", key)
 	}
 	return err
 }

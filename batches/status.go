@@ -42,6 +42,9 @@ type RunStatus struct {
 	// throttle, or else the definition's.
 	Rate      float64 `json:"rate"`
 	BatchSize int     `json:"batch_size"`
+	// DutyCycle is the share of time the run's batches may keep the
+	// database busy, as in force (0: off).
+	DutyCycle float64 `json:"duty_cycle"`
 	// BatchTimeMS is the duration an adaptive run's batches aim at, in
 	// milliseconds (0: a fixed batch size); BatchSize is then the first
 	// batch's.
@@ -95,7 +98,7 @@ func ListStatusAt(ctx context.Context, q Querier, version *int64, clock StatusCl
 		err := r.Scan(&s.Version, &s.Name, &s.Mode, &s.Direction, &s.RunNumber, &s.State, &s.RowsDone, &s.RowsAffected,
 			&s.RowsEstimated, &s.BatchesDone, &s.BatchesFailed, &s.Partitions, &s.PartitionsActive, &s.LastError,
 			&s.Checksum, &s.EnqueuedBy, &s.EnqueuedAt, &s.StartedAt, &s.FinishedAt,
-			&s.PartitionsRunning, &s.PartitionsWaiting, &s.RowsPerSecond, &s.Rate, &s.BatchSize, &s.BatchTimeMS, &s.ThrottledBy, &s.ThrottledAt,
+			&s.PartitionsRunning, &s.PartitionsWaiting, &s.RowsPerSecond, &s.Rate, &s.DutyCycle, &s.BatchSize, &s.BatchTimeMS, &s.ThrottledBy, &s.ThrottledAt,
 			&s.RetryingAttempt, &s.MaxAttempts, &s.WorkersAlive, &s.RateLimit, &s.Health)
 		if err == nil {
 			s.explain()

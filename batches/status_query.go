@@ -77,6 +77,7 @@ SELECT r.version, r.name, r.mode, r.direction, r.run_number, r.state,
 	END::float8 AS rows_per_second,
 	-- The rate and batch size in force: an operator's throttle wins.
 	coalesce((r.throttle->>'rate')::float8, (r.definition->'options'->>'rate')::float8, 0) AS rate,
+	coalesce((r.throttle->>'duty_cycle')::float8, (r.definition->'options'->>'duty_cycle')::float8, 0) AS duty_cycle,
 	coalesce((r.throttle->>'batch')::int, (r.definition->'options'->>'batch')::int, 0) AS batch_size,
 	(coalesce((r.throttle->>'batch_time')::bigint, (r.definition->'options'->>'batch_time')::bigint, 0) / 1000000)::bigint AS batch_time_ms,
 	ev.actor AS throttled_by, ev.at AS throttled_at,

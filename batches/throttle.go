@@ -21,6 +21,9 @@ import (
 type Throttle struct {
 	// Rate is rows per second across the pool; 0 is unlimited.
 	Rate *float64 `json:"rate,omitempty"`
+	// DutyCycle is the share of time batches may keep the database busy
+	// (0: no limit).
+	DutyCycle *float64 `json:"duty_cycle,omitempty"`
 	// BatchSize is the rows per batch (an adaptive run's next batches
 	// start from it).
 	BatchSize *int `json:"batch,omitempty"`
@@ -68,13 +71,15 @@ func overlay(from any, to any) {
 func (t Throttle) Validate() error {
 	switch {
 	case t.IsZero():
-		return errors.New("nothing to change: give --rate, --batch, --batch-time or a health limit")
+		return errors.New("nothing to change: give --rate, --duty-cycle, --batch, --batch-time or a health limit")
 	case t.Rate != nil && !validRate(*t.Rate):
 		return fmt.Errorf("rate must be 0 (unlimited) or between %d and %.0f rows per second, got %g", RateMin, RateMax, *t.Rate)
 	case t.BatchSize != nil && (*t.BatchSize < 1 || *t.BatchSize > BatchSizeMax):
 		return fmt.Errorf("batch must be between 1 and %d, got %d", BatchSizeMax, *t.BatchSize)
 	case t.BatchTime != nil && *t.BatchTime != 0 && !within(*t.BatchTime, BatchTimeMin, BatchTimeMax):
 		return fmt.Errorf("batch time must be 0 (a fixed batch size) or between %s and %s, got %s", BatchTimeMin, BatchTimeMax, *t.BatchTime)
+	case t.DutyCycle != nil && !validDutyCycle(*t.DutyCycle):
+		return fmt.Errorf("duty cycle must be off or between %s and %s, got %g", FormatDutyCycle(DutyCycleMin), FormatDutyCycle(DutyCycleMax), *t.DutyCycle)
 	case t.MaxActiveBackends != nil && (*t.MaxActiveBackends == 0 || *t.MaxActiveBackends > 100_000):
 		return fmt.Errorf("max active backends must be off or between 1 and 100000, got %d", *t.MaxActiveBackends)
 	}
@@ -99,6 +104,9 @@ func (t Throttle) String() string {
 	var parts []string
 	if t.Rate != nil {
 		parts = append(parts, "rate "+FormatRate(*t.Rate))
+	}
+	if t.DutyCycle != nil {
+		parts = append(parts, "duty cycle "+FormatDutyCycle(*t.DutyCycle))
 	}
 	if t.BatchSize != nil {
 		parts = append(parts, "batch "+strconv.Itoa(*t.BatchSize))
@@ -207,7 +215,7 @@ func (t Throttle) only(keys Throttle) Throttle {
 func inForce(o Options) Throttle {
 	l := o.HealthLimits()
 	return Throttle{
-		Rate: &o.Rate, BatchSize: &o.BatchSize, BatchTime: &o.BatchTime,
+		Rate: &o.Rate, DutyCycle: &o.DutyCycle, BatchSize: &o.BatchSize, BatchTime: &o.BatchTime,
 		MaxReplicaLag: &l.MaxReplicaLag, MaxActiveBackends: &l.MaxActiveBackends, MaxTransactionAge: &l.MaxTransactionAge,
 		ThrottleQuery: &l.ThrottleQuery, HoldDuringVacuum: &l.HoldDuringVacuum,
 	}

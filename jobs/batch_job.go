@@ -32,6 +32,9 @@ type BatchArgs struct {
 	// BatchSize is the size an adaptive run's partition arrived at (0: the
 	// run's batch size).
 	BatchSize int `json:"batch_size,omitempty"`
+	// BusyMS is how long the previous batch kept the database busy, not yet
+	// paid to the run's duty cycle.
+	BusyMS int64 `json:"busy_ms,omitempty"`
 }
 
 // Kind implements river.JobArgs.
@@ -91,27 +94,30 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 	}
 
 	deadline := time.Now().Add(w.Slice)
-	notBefore := job.Args.NotBefore // a failed batch's backoff
-	// size is the next batch's: the run's, or where an adaptive run's batch
-	// time led it (set is the run's size it started from: an operator's new
-	// one starts it again).
-	size, set := cmp.Or(job.Args.BatchSize, run.Options.BatchSize), run.Options.BatchSize
+	c := carried{
+		notBefore: job.Args.NotBefore,
+		size:      cmp.Or(job.Args.BatchSize, run.Options.BatchSize),
+		busy:      time.Duration(job.Args.BusyMS) * time.Millisecond,
+	}
+	// set is the run's batch size the partition's size started from: an
+	// operator's new one starts it again.
+	set := run.Options.BatchSize
 	for {
-		if err := w.pace(ctx, run, size, notBefore, deadline); err != nil {
+		if err := w.pace(ctx, run, &c, deadline); err != nil {
 			switch {
 			case errors.Is(err, batches.ErrRunInactive):
 				log.Info("job stops: the run is no longer active", "state", run.State)
 				return nil
 			case errors.Is(err, errHandOver):
-				return w.handOver(ctx, job, run, notBefore, size)
+				return w.handOver(ctx, job, run, c)
 			}
 			return err
 		}
 		if run.Options.BatchSize != set {
 			// An operator's new batch size, read while waiting.
-			size, set = run.Options.BatchSize, run.Options.BatchSize
+			c.size, set = run.Options.BatchSize, run.Options.BatchSize
 		}
-		p.BatchSize = size
+		p.BatchSize = c.size
 
 		started := time.Now()
 		var (
@@ -123,7 +129,9 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 			if res, err = batches.ProcessBatchTx(ctx, tx, p); err != nil {
 				return err
 			}
-			size, set = nextBatchSize(run.Options, size, set, res, time.Since(started))
+			took := time.Since(started)
+			c.size, set = nextBatchSize(run.Options, c.size, set, res, took)
+			c.busy, c.notBefore = took, time.Time{}
 			// The job ends in the batch's own transaction: completed with the
 			// partition's last batch, or handed to a new job from the
 			// checkpoint when its slice is used up.
@@ -133,7 +141,7 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 				_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
 			case time.Now().After(deadline) || w.stopping():
 				finished = true
-				err = w.handOverTx(ctx, tx, job, run, time.Time{}, size)
+				err = w.handOverTx(ctx, tx, job, run, c)
 			}
 			return err
 		})
@@ -190,12 +198,22 @@ func (w *BatchWorker) stopping() bool {
 	}
 }
 
+// carried is what a partition's job passes on to the next one.
+type carried struct {
+	// notBefore is a failed batch's backoff (zero: none).
+	notBefore time.Time
+	// size is the next batch's rows: the run's batch size, or where an
+	// adaptive run's batch time led the partition.
+	size int
+	// busy is the last batch's time, not yet paid to the duty cycle.
+	busy time.Duration
+}
+
 // handOver ends this job and hands its partition to a new one, in a
-// transaction of its own. The new job starts no earlier than notBefore (a
-// failed batch's backoff; zero: at once), with batches of size rows.
-func (w *BatchWorker) handOver(ctx context.Context, job *river.Job[BatchArgs], run *batches.Run, notBefore time.Time, size int) error {
+// transaction of its own.
+func (w *BatchWorker) handOver(ctx context.Context, job *river.Job[BatchArgs], run *batches.Run, c carried) error {
 	err := w.Timeouts.BeginFunc(ctx, w.Pool, func(tx pgx.Tx) error {
-		return w.handOverTx(ctx, tx, job, run, notBefore, size)
+		return w.handOverTx(ctx, tx, job, run, c)
 	})
 	if errors.Is(err, batches.ErrNotOwner) {
 		return nil
@@ -210,10 +228,10 @@ const longWait = 5 * time.Second
 
 // handOverTx queues the partition's next job and makes it the partition's
 // owner, and completes this job, all in tx.
-func (w *BatchWorker) handOverTx(ctx context.Context, tx pgx.Tx, job *river.Job[BatchArgs], run *batches.Run, notBefore time.Time, size int) error {
-	next := BatchArgs{RunID: run.ID, Partition: job.Args.Partition, NotBefore: notBefore}
+func (w *BatchWorker) handOverTx(ctx context.Context, tx pgx.Tx, job *river.Job[BatchArgs], run *batches.Run, c carried) error {
+	next := BatchArgs{RunID: run.ID, Partition: job.Args.Partition, NotBefore: c.notBefore, BusyMS: c.busy.Milliseconds()}
 	if run.Options.Adaptive() {
-		next.BatchSize = size
+		next.BatchSize = c.size
 	}
 	if err := requeueTx(ctx, tx, river.ClientFromContext[pgx.Tx](ctx), next, job.ID); err != nil {
 		return err
@@ -267,7 +285,7 @@ func (w *BatchWorker) fail(ctx context.Context, job *river.Job[BatchArgs], p bat
 		if f, err = batches.RecordFailureTx(ctx, tx, p, failure); err != nil || f.Final {
 			return err
 		}
-		return w.handOverTx(ctx, tx, job, p.Run, time.Now().Add(retryBackoff(f.Attempt)), p.BatchSize)
+		return w.handOverTx(ctx, tx, job, p.Run, carried{notBefore: time.Now().Add(retryBackoff(f.Attempt)), size: p.BatchSize})
 	})
 	switch {
 	case errors.Is(err, batches.ErrNotOwner):
@@ -310,17 +328,18 @@ var (
 	errThrottled = errors.New("jobs: the run's throttle changed")
 )
 
-// pace waits until the partition's next batch, of size rows, may start:
-// after notBefore, and once the rate limiter took its rows. A batch pays
-// before it runs, for as many rows as it may have, so the pool never gets
-// ahead of its rate by more than the limiter's burst, from the first batch
-// on. It returns errHandOver when the wait reaches the end of the job's
-// slice (deadline) or the worker stops, and batches.ErrRunInactive when the
-// run is paused or cancelled meanwhile.
-func (w *BatchWorker) pace(ctx context.Context, run *batches.Run, size int, notBefore, deadline time.Time) error {
+// pace waits until the partition's next batch may start: after a failed
+// batch's backoff, while no health signal holds the run back, once the rate
+// limiter took the next batch's rows (c.size: a batch pays before it runs,
+// for as many rows as it may have, so the pool never gets ahead of its rate
+// by more than the limiter's burst), and once the duty cycle took the last
+// batch's time. It returns errHandOver when the wait reaches the end of the
+// job's slice (deadline) or the worker stops, and batches.ErrRunInactive
+// when the run is paused or cancelled meanwhile.
+func (w *BatchWorker) pace(ctx context.Context, run *batches.Run, c *carried, deadline time.Time) error {
 	// The backoff first: a new throttle does not shorten it.
 	for {
-		err := w.waitWithin(ctx, run, notBefore, deadline)
+		err := w.waitWithin(ctx, run, c.notBefore, deadline)
 		if !errors.Is(err, errThrottled) {
 			if err != nil {
 				return err
@@ -341,18 +360,42 @@ func (w *BatchWorker) pace(ctx context.Context, run *batches.Run, size int, notB
 			return batches.ErrRunInactive
 		}
 	}
-	for run.Options.Rate > 0 {
-		wait, err := w.Limiter.Take(ctx, run.ID, run.Options.Rate, size)
+	if err := w.take(ctx, run, batches.BudgetRows, c.size, deadline); err != nil {
+		return err
+	}
+	if c.busy > 0 {
+		if err := w.take(ctx, run, batches.BudgetTime, max(int(c.busy.Milliseconds()), 1), deadline); err != nil {
+			return err
+		}
+		c.busy = 0
+	}
+	return nil
+}
+
+// take waits until the limiter takes n units of the run's budget kind (at
+// the run's rate, or its duty cycle in milliseconds per second), asking
+// again at a new throttle.
+func (w *BatchWorker) take(ctx context.Context, run *batches.Run, kind string, n int, deadline time.Time) error {
+	for {
+		perSecond := run.Options.Rate
+		if kind == batches.BudgetTime {
+			perSecond = 1000 * run.Options.DutyCycle
+		}
+		if perSecond <= 0 {
+			return nil
+		}
+		wait, err := w.Limiter.Take(ctx, batches.Budget{RunID: run.ID, Kind: kind}, perSecond, n)
 		if err != nil || wait == 0 {
 			return err
 		}
-		w.Observer.RateLimited(run, wait)
+		if kind == batches.BudgetRows {
+			w.Observer.RateLimited(run, wait)
+		}
 		// errThrottled: ask again at the new rate.
 		if err := w.waitWithin(ctx, run, time.Now().Add(wait), deadline); err != nil && !errors.Is(err, errThrottled) {
 			return err
 		}
 	}
-	return nil
 }
 
 // nextBatchSize is the size of a partition's next batch after res, which
@@ -423,7 +466,7 @@ func (w *BatchWorker) waitUntil(ctx context.Context, run *batches.Run, t time.Ti
 		switch {
 		case !run.State.Active():
 			return batches.ErrRunInactive
-		case run.Options.Rate != before.Rate || run.Options.BatchSize != before.BatchSize:
+		case run.Options.Rate != before.Rate || run.Options.BatchSize != before.BatchSize || run.Options.DutyCycle != before.DutyCycle:
 			return errThrottled
 		}
 	}

@@ -130,11 +130,12 @@ func (h *heartbeat) checkHealth(ctx context.Context) {
 		if err := batches.StoreHealth(ctx, h.pool, run.ID, health, h.every/2); err != nil {
 			h.logger.Warn("storing a run's health", "error", err)
 		}
-		why := health.String()
+		// Logged when what holds the run changes, not its values.
+		why := holdingKey(health)
 		if why != h.held[run.ID] {
 			log := h.logger.With("version", run.Version, "name", run.Name, "run", run.RunNumber)
 			if why != "" {
-				log.Info("run held back: the database is under strain", "reason", why)
+				log.Info("run held back: the database is under strain", "reason", health.String())
 			} else {
 				log.Info("run no longer held back")
 			}
@@ -168,4 +169,13 @@ func (h *heartbeat) recover(ctx context.Context, l batches.LostPartition) error 
 		}
 		return requeueTx(ctx, tx, h.client, BatchArgs{RunID: run.ID, Partition: l.Partition, NotBefore: time.Now().Add(retryBackoff(f.Attempt))}, l.JobID)
 	})
+}
+
+// holdingKey names the signals that hold a run back, with their details.
+func holdingKey(h batches.Health) string {
+	var key string
+	for _, s := range h.Holding() {
+		key += s.Name + "(" + s.Detail + ") "
+	}
+	return key
 }

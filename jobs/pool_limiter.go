@@ -58,12 +58,12 @@ func newPoolLimiter(rdb *redis.Client, shares *runShares, logger *slog.Logger) *
 func (l *poolLimiter) Mode() string { return *l.mode.Load() }
 
 // Take implements batches.Limiter.
-func (l *poolLimiter) Take(ctx context.Context, runID int64, perSecond float64, n int) (time.Duration, error) {
+func (l *poolLimiter) Take(ctx context.Context, b batches.Budget, perSecond float64, n int) (time.Duration, error) {
 	if perSecond <= 0 || n <= 0 {
 		return 0, nil
 	}
 	if l.useRedis() {
-		d, err := l.takeRedis(ctx, runID, perSecond, n)
+		d, err := l.takeRedis(ctx, b, perSecond, n)
 		if err == nil {
 			l.redisAnswered()
 			return d, nil
@@ -73,7 +73,7 @@ func (l *poolLimiter) Take(ctx context.Context, runID int64, perSecond float64, 
 		}
 		l.redisFailed(err)
 	}
-	return l.local.Take(ctx, runID, perSecond/float64(l.shares.of(runID)), n)
+	return l.local.Take(ctx, b, perSecond/float64(l.shares.of(b.RunID)), n)
 }
 
 func (l *poolLimiter) useRedis() bool {
@@ -87,7 +87,7 @@ func (l *poolLimiter) useRedis() bool {
 
 // takeRedis asks the pool's budget in Redis. GCRA keeps one timestamp per
 // run, so a change of rate applies to the next call as it is.
-func (l *poolLimiter) takeRedis(ctx context.Context, runID int64, perSecond float64, n int) (time.Duration, error) {
+func (l *poolLimiter) takeRedis(ctx context.Context, b batches.Budget, perSecond float64, n int) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, redisTakeTimeout)
 	defer cancel()
 	// redis_rate counts whole events per period: a period of 1000 s keeps
@@ -97,7 +97,11 @@ func (l *poolLimiter) takeRedis(ctx context.Context, runID int64, perSecond floa
 		Period: 1000 * time.Second,
 		Burst:  batches.RateBurstBatches * n,
 	}
-	res, err := l.redis.AllowN(ctx, fmt.Sprintf("%s:%d", l.keyPrefix, runID), limit, n)
+	key := fmt.Sprintf("%s:%d", l.keyPrefix, b.RunID)
+	if b.Kind != batches.BudgetRows {
+		key += ":" + b.Kind
+	}
+	res, err := l.redis.AllowN(ctx, key, limit, n)
 	if err != nil {
 		return 0, err
 	}

@@ -25,19 +25,19 @@ func TestPoolLimiter_OneBudgetForThePoolThroughRedis(t *testing.T) {
 	a.keyPrefix, b.keyPrefix = prefix, prefix
 
 	for i, l := range []*poolLimiter{a, b} {
-		wait, err := l.Take(ctx, 1, 2000, 100)
+		wait, err := l.Take(ctx, batches.Budget{RunID: 1, Kind: batches.BudgetRows}, 2000, 100)
 		require.NoError(t, err)
 		require.Zero(t, wait, "batch %d is within the burst", i+1)
 	}
 	for _, l := range []*poolLimiter{a, b} {
-		wait, err := l.Take(ctx, 1, 2000, 100)
+		wait, err := l.Take(ctx, batches.Budget{RunID: 1, Kind: batches.BudgetRows}, 2000, 100)
 		require.NoError(t, err)
 		require.InDelta(t, 50*time.Millisecond, wait, float64(10*time.Millisecond), "the third batch waits for the pool's budget")
 	}
 	require.Equal(t, batches.RateLimitRedis, a.Mode())
 
 	// Another run has a budget of its own.
-	wait, err := b.Take(ctx, 2, 2000, 100)
+	wait, err := b.Take(ctx, batches.Budget{RunID: 2, Kind: batches.BudgetRows}, 2000, 100)
 	require.NoError(t, err)
 	require.Zero(t, wait)
 }
@@ -55,11 +55,11 @@ func TestPoolLimiter_SharesTheRateWhileRedisIsDown(t *testing.T) {
 	l.keyPrefix = "backfill:test:down"
 
 	for range 2 {
-		wait, err := l.Take(ctx, 7, 2000, 100)
+		wait, err := l.Take(ctx, batches.Budget{RunID: 7, Kind: batches.BudgetRows}, 2000, 100)
 		require.NoError(t, err)
 		require.Zero(t, wait)
 	}
-	wait, err := l.Take(ctx, 7, 2000, 100)
+	wait, err := l.Take(ctx, batches.Budget{RunID: 7, Kind: batches.BudgetRows}, 2000, 100)
 	require.NoError(t, err)
 	require.InDelta(t, 200*time.Millisecond, wait, float64(20*time.Millisecond))
 	require.Equal(t, batches.RateLimitShareUnreachable, l.Mode())

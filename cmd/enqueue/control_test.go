@@ -227,7 +227,7 @@ func TestThrottle_FromTheCommandLine(t *testing.T) {
 	})
 	out, _, err = runCLI(t, env, "status", "5")
 	require.NoError(t, err)
-	require.Contains(t, out, "    throttle: rate 3000 rows/s shared by live workers (no Redis configured), batch 100; set by "+cli.Actor())
+	require.Contains(t, out, "    throttle: rate 3000 rows/s (shared: no Redis configured), duty off, batch 100; set by "+cli.Actor())
 
 	_, _, err = runCLI(t, env, "wait", "5", "--timeout", "60s")
 	require.NoError(t, err)

@@ -92,6 +92,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			change.Rate = &r
 			return nil
 		})
+		fs.Func("duty-cycle", "share of time batches may keep the database busy, such as 25%, or off", func(v string) error {
+			d, err := batches.ParseDutyCycle(v)
+			if err != nil {
+				return err
+			}
+			change.DutyCycle = &d
+			return nil
+		})
 		fs.Func("batch", "rows per batch", func(v string) error {
 			n, err := strconv.Atoi(v)
 			if err != nil {

@@ -240,7 +240,7 @@ func details(r batches.RunStatus, drift bool) []string {
 	if r.HeldBack != "" {
 		add("held back", r.HeldBack)
 	}
-	if !finished(r.State) && (r.Rate > 0 || r.BatchTimeMS > 0 || r.ThrottledBy != nil) {
+	if !finished(r.State) {
 		add("throttle", throttleLine(r))
 	}
 	if r.LastError != nil && (r.State == batches.StateFailed || r.RetryingAttempt > 0) {
@@ -252,13 +252,14 @@ func details(r batches.RunStatus, drift bool) []string {
 	return out
 }
 
-// throttleLine says what paces a run: "rate 8000 rows/s for the whole pool
-// (Redis), batch 1000; set by ann@ops1 Mar 1 14:02:11".
+// throttleLine says what paces a run: "rate 8000 rows/s (pool-wide, Redis),
+// duty 25%, batch 1000; set by ann@ops1 Mar 1 14:02:11".
 func throttleLine(r batches.RunStatus) string {
 	s := "rate " + batches.FormatRate(r.Rate)
 	if r.Rate > 0 {
 		s += rateHeld(r.RateLimit)
 	}
+	s += ", duty " + batches.FormatDutyCycle(r.DutyCycle)
 	if r.BatchTimeMS > 0 {
 		s += fmt.Sprintf(", batches aim at %s", time.Duration(r.BatchTimeMS)*time.Millisecond)
 	} else {
@@ -276,9 +277,9 @@ func rateHeld(mode string) string {
 	case mode == "":
 		return ""
 	case mode == batches.RateLimitRedis:
-		return " for the whole pool (Redis)"
+		return " (pool-wide, Redis)"
 	case strings.HasPrefix(mode, "share: "):
-		return " shared by live workers (" + strings.TrimPrefix(mode, "share: ") + ")"
+		return " (shared: " + strings.TrimPrefix(mode, "share: ") + ")"
 	}
 	return " (workers differ: " + mode + ")"
 }

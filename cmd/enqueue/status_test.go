@@ -118,12 +118,13 @@ func TestStatus_TableLayout(t *testing.T) {
 		RunNumber: 1, State: batches.StateCompleted, RowsDone: 100_000, RowsEstimated: 100_000, RowsPerSecond: 52_000, StartedAt: &started}
 	running := batches.RunStatus{Version: 20260301120100, Name: "orders_price_eur", Mode: batches.ModeAuto, Direction: batches.DirectionUp,
 		RunNumber: 1, State: batches.StateRunning, RowsDone: 610_000, RowsEstimated: 1_000_000, RowsPerSecond: 19_960,
-		ETASeconds: statusFloat(19.5), Rate: 20_000, BatchSize: 1000, RateLimit: batches.RateLimitRedis,
+		ETASeconds: statusFloat(19.5), Rate: 20_000, DutyCycle: 0.25, BatchSize: 1000, RateLimit: batches.RateLimitRedis,
 		HeldBack: "rate limit (20000 rows/s)", StartedAt: &started}
 	reverted := batches.RunStatus{Version: 20260301120000, Name: "users_status_active", Mode: batches.ModeAuto, Direction: batches.DirectionDown,
 		RunNumber: 2, State: batches.StateFailed, RowsDone: 4000, RowsEstimated: 10_000, BatchesFailed: 2, LastError: &errText, StartedAt: &started}
 	waiting := batches.RunStatus{Version: 20260301120200, Name: "feature_flags_to_redis", Mode: batches.ModeManual, Direction: batches.DirectionUp,
-		RunNumber: 1, State: batches.StatePending, RowsEstimated: 40, HeldBack: "waiting for workers (1 of 1 partitions)"}
+		RunNumber: 1, State: batches.StatePending, RowsEstimated: 40, HeldBack: "waiting for workers (1 of 1 partitions)",
+		DutyCycle: 0.25, BatchSize: 1000}
 
 	// Room enough: the full 20-cell bar.
 	lines := statusLines(t, []batches.RunStatus{completed, running})
@@ -132,7 +133,7 @@ func TestStatus_TableLayout(t *testing.T) {
 	require.Regexp(t, `^20260301120000  users_status_active  auto  1    completed  \[#{20}\] 100%    100k/100k   52\.0k {12}0$`, lines[1])
 	require.Regexp(t, `^20260301120100  orders_price_eur     auto  1    running    \[#{12}-{8}\]  61%  610k/~1\.00M   20\.0k  20s       0$`, lines[2])
 	require.Equal(t, "    held back: rate limit (20000 rows/s)", lines[3])
-	require.Equal(t, "    throttle: rate 20000 rows/s for the whole pool (Redis), batch 1000", lines[4])
+	require.Equal(t, "    throttle: rate 20000 rows/s (pool-wide, Redis), duty 25%, batch 1000", lines[4])
 	// The columns line up: the ETA cells end where the header's does, and a
 	// finished run has none.
 	end := strings.Index(lines[0], "ETA") + len("ETA")
@@ -147,25 +148,26 @@ func TestStatus_TableLayout(t *testing.T) {
 	who, at := "ann@ops1", time.Date(2026, 3, 1, 12, 5, 0, 0, time.Local)
 	long.ThrottledBy, long.ThrottledAt = &who, &at
 	lines = statusLines(t, []batches.RunStatus{completed, long, reverted, waiting})
-	require.Len(t, lines, 1+4+4)
+	require.Len(t, lines, 1+4+5)
 	require.Regexp(t, `^20260301120000 +users_status_active +auto +1 +completed +\[#{10}\] 100% +100k/100k +52\.0k +0$`, lines[1])
 	require.Regexp(t, `^20260301120100 +orders_price_eur_with… +auto +1 +running +\[#{6}-{4}\]  61% +610k/~1\.00M +20\.0k +20s +0$`, lines[2])
 	require.Equal(t, "    held back: rate limit (20000 rows/s)", lines[3])
-	require.Equal(t, "    throttle: rate 20000 rows/s shared by live workers (Redis unreachable), batch 1000; set by ann@ops1 Mar 1 12:05:00", lines[4])
+	require.Equal(t, "    throttle: rate 20000 rows/s (shared: Redis unreachable), duty 25%, batch 1000; set by ann@ops1 Mar 1 12:05:00", lines[4])
 	require.Regexp(t, `^20260301120000 +users_status_active +auto +2 revert +failed +\[#{4}-{6}\]  40% +4000/~10\.0k +0 +2$`, lines[5])
 	require.True(t, strings.HasPrefix(lines[6], "    last error: SQLSTATE 23505: duplicate key value"), lines[6])
 	require.True(t, strings.HasSuffix(lines[6], "…"), "a long error is cut: %q", lines[6])
 	require.Regexp(t, `^20260301120200 +feature_flags_to_redis +manual +1 +pending +\[-{10}\]   0% +0/~40 +- +- +0$`, lines[7])
 	require.Equal(t, "    held back: waiting for workers (1 of 1 partitions)", lines[8])
+	require.Equal(t, "    throttle: rate unlimited, duty 25%, batch 1000", lines[9])
 	end = strings.Index(lines[0], "ETA") + len("ETA")
 	require.Equal(t, "20s", string([]rune(lines[2])[end-3:end]))
 	require.Equal(t, "  -", string([]rune(lines[7])[end-3:end]))
 
 	// An adaptive run says what its batches aim at.
 	adaptive := running
-	adaptive.BatchTimeMS, adaptive.Rate = 200, 0
+	adaptive.BatchTimeMS, adaptive.Rate, adaptive.DutyCycle = 200, 0, 0
 	lines = statusLines(t, []batches.RunStatus{adaptive})
-	require.Equal(t, "    throttle: rate unlimited, batches aim at 200ms", lines[3])
+	require.Equal(t, "    throttle: rate unlimited, duty off, batches aim at 200ms", lines[3])
 
 	// The demo's three backfills keep their names and most of the bar.
 	lines = statusLines(t, []batches.RunStatus{completed, running, waiting})

@@ -27,6 +27,8 @@ Commands:
   throttle VERSION     change the latest unfinished run's pace across all workers within
                        about a second; recorded with its time and who did it
       --rate N         rows per second for the whole pool (0: unlimited)
+      --duty-cycle P   share of time the run's batches may keep the database busy,
+                       across the pool, such as 25% (the default), or off
       --batch N        rows per batch
       --batch-time D   the duration batches aim at, their size adapting (0: a fixed size)
       --max-replica-lag D|off  --max-active-backends N|off  --max-transaction-age D|off

@@ -40,6 +40,9 @@
 //     without, and with Redis killed mid-window (TestPoolRate): the rows the
 //     pool does over 30 s stay within 5% of the rate, status says how the
 //     rate is held, and no row is processed twice (the run does not finish).
+//   - A streaming replica (NewReplica: pg_basebackup of the private
+//     cluster) whose replay is paused: replica lag holds the run back
+//     without failing a batch, and resuming replay lets it finish.
 //
 // Every test logs what it measured as lines "FIGURE name key=value ...".
 //
