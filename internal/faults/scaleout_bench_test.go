@@ -182,9 +182,10 @@ func newScaleOut(b *testing.B) *scaleOut {
 
 // scaleOutDutyCycleOff is "-- duty_cycle: off" when this tree's backfills
 // have a duty cycle, and "" when they do not (the header key is unknown).
-// A duty cycle caps the whole pool at a share of one connection's time
-// (25% by default), whatever the workers: this benchmark measures what the
-// workers themselves can do, and the pool-wide rate.
+// A duty cycle caps the whole pool at a share of one connection's time,
+// whatever the workers (whether a run has one by default or not): this
+// benchmark measures what the workers themselves can do, and the pool-wide
+// rate, so it turns it off explicitly.
 func scaleOutDutyCycleOff(tb testing.TB) string {
 	const line = "-- duty_cycle: off\n"
 	_, err := batches.ParseSQL(fmt.Sprintf(scaleOutFile, scaleOutBatch, scaleOutPartitions, 0, line, scaleOutSleep.Seconds()))
