@@ -46,5 +46,9 @@
 //
 // Every test logs what it measured as lines "FIGURE name key=value ...".
 //
+// BenchmarkScaleOut (go test -run XXX -bench ScaleOut -benchtime 1x) measures
+// how the pool's speed grows with worker processes on I/O-bound batches, and
+// that a pool-wide rate caps it, with Redis and without.
+//
 //	go test -count=1 -v ./internal/faults/
 package faults
