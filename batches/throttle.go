@@ -111,32 +111,30 @@ func (t Throttle) String() string {
 	if t.BatchSize != nil {
 		parts = append(parts, "batch "+strconv.Itoa(*t.BatchSize))
 	}
-	if t.BatchTime != nil && *t.BatchTime > 0 {
-		parts = append(parts, "batch time "+t.BatchTime.String())
-	}
-	limit := func(name string, set bool, off bool, value string) {
-		switch {
-		case !set:
-		case off:
-			parts = append(parts, name+" off")
-		default:
-			parts = append(parts, name+" "+value)
+	// add shows a field that is set: its value, or "off".
+	add := func(name string, off bool, value string) {
+		if off {
+			value = "off"
 		}
+		parts = append(parts, name+" "+value)
+	}
+	if d := t.BatchTime; d != nil {
+		add("batch time", *d == 0, d.String())
 	}
 	if d := t.MaxReplicaLag; d != nil {
-		limit("max replica lag", true, *d < 0, d.String())
+		add("max replica lag", *d < 0, d.String())
 	}
 	if n := t.MaxActiveBackends; n != nil {
-		limit("max active backends", true, *n < 0, strconv.Itoa(*n))
+		add("max active backends", *n < 0, strconv.Itoa(*n))
 	}
 	if d := t.MaxTransactionAge; d != nil {
-		limit("max transaction age", true, *d < 0, d.String())
+		add("max transaction age", *d < 0, d.String())
 	}
 	if q := t.ThrottleQuery; q != nil {
-		limit("throttle query", true, *q == "", strconv.Quote(*q))
+		add("throttle query", *q == "", strconv.Quote(*q))
 	}
 	if v := t.HoldDuringVacuum; v != nil {
-		limit("hold during vacuum", true, !*v, "on")
+		add("hold during vacuum", !*v, "on")
 	}
 	return strings.Join(parts, ", ")
 }
