@@ -47,7 +47,7 @@ UPDATE counters SET n = n %s WHERE id BETWEEN @first AND @last;
 // scenario is a private cluster with the schema installed, a backfill
 // directory, and the binaries.
 type scenario struct {
-	t    *testing.T
+	t    testing.TB
 	pg   *faults.PG
 	bins faults.Binaries
 	url  string
@@ -56,7 +56,7 @@ type scenario struct {
 	rows int
 }
 
-func newScenario(t *testing.T) *scenario {
+func newScenario(t testing.TB) *scenario {
 	t.Helper()
 	s := &scenario{t: t, bins: faults.Build(t), pg: faults.NewPG(t), dir: t.TempDir()}
 	s.url = s.pg.URL("postgres")
@@ -272,7 +272,7 @@ func batchLines(w *faults.Process) int {
 
 // stopWorkers stops each worker with SIGTERM and requires exit 0 (so none
 // had exited before) within 15 s.
-func stopWorkers(t *testing.T, workers ...*faults.Process) {
+func stopWorkers(t testing.TB, workers ...*faults.Process) {
 	t.Helper()
 	requireRunning(t, workers...)
 	for _, w := range workers {
@@ -283,7 +283,7 @@ func stopWorkers(t *testing.T, workers ...*faults.Process) {
 }
 
 // requireRunning fails the test when a worker exited.
-func requireRunning(t *testing.T, workers ...*faults.Process) {
+func requireRunning(t testing.TB, workers ...*faults.Process) {
 	t.Helper()
 	for _, w := range workers {
 		if !w.Running() {
@@ -292,8 +292,10 @@ func requireRunning(t *testing.T, workers ...*faults.Process) {
 	}
 }
 
-// figure logs a measured figure in the form the lead quotes.
-func figure(t *testing.T, name string, kv ...any) {
+// figure logs a measured figure in the form the lead quotes; a benchmark
+// prints it on stdout too, since go test keeps only the first lines of a
+// benchmark's log.
+func figure(t testing.TB, name string, kv ...any) {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("FIGURE ")
@@ -306,4 +308,7 @@ func figure(t *testing.T, name string, kv ...any) {
 		fmt.Fprintf(&b, " %s=%v", kv[i], v)
 	}
 	t.Log(b.String())
+	if _, ok := t.(*testing.B); ok {
+		fmt.Println("    " + b.String())
+	}
 }

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/backfill/backfill/batches"
@@ -152,15 +151,11 @@ func benchScaleOut(b *testing.B) {
 	}
 }
 
-// scaleOut is a private cluster with the schema and the table, for a
-// benchmark (the fault tests' scenario takes a *testing.T).
+// scaleOut is the fault tests' scenario (a private cluster with the schema)
+// with the benchmark's table and steps.
 type scaleOut struct {
+	*scenario
 	b        *testing.B
-	pg       *faults.PG
-	bins     faults.Binaries
-	url      string
-	pool     *pgxpool.Pool
-	dir      string
 	redisURL string
 	next     int64 // the next step's version
 	// dutyCycle is the header line that turns the run's duty cycle off,
@@ -170,13 +165,8 @@ type scaleOut struct {
 
 func newScaleOut(b *testing.B) *scaleOut {
 	b.Helper()
-	s := &scaleOut{b: b, bins: faults.Build(b), pg: faults.NewPG(b), dir: b.TempDir(), next: scaleOutFirstVersion,
-		dutyCycle: scaleOutDutyCycleOff(b)}
-	s.url = s.pg.URL("postgres")
-	s.pool = s.pg.Pool("postgres")
+	s := &scaleOut{scenario: newScenario(b), b: b, next: scaleOutFirstVersion, dutyCycle: scaleOutDutyCycleOff(b)}
 	require.NoError(b, os.MkdirAll(filepath.Join(s.dir, batches.ManualDir), 0o755))
-	res := s.enqueue(60*time.Second, "migrate")
-	require.Zero(b, res.Code, "enqueue migrate: %s", res.Output())
 	return s
 }
 
@@ -197,24 +187,6 @@ func scaleOutDutyCycleOff(tb testing.TB) string {
 	}
 	require.NoError(tb, err, "the scale-out backfill")
 	return ""
-}
-
-// env is what the binaries get: no Redis unless a step adds it.
-func (s *scaleOut) env() []string {
-	return []string{"DATABASE_URL=" + s.url, "BACKFILL_DIR=" + s.dir, "LOG_LEVEL=", "LOG_FORMAT=", "REDIS_URL="}
-}
-
-func (s *scaleOut) enqueue(timeout time.Duration, args ...string) faults.Result {
-	s.b.Helper()
-	return faults.Run(s.b, timeout, s.env(), s.bins.Enqueue, args...)
-}
-
-func (s *scaleOut) exec(sql string, args ...any) {
-	s.b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	_, err := s.pool.Exec(ctx, sql, args...)
-	require.NoError(s.b, err, sql)
 }
 
 // setup creates counters and checks that the statement waits once per
@@ -253,7 +225,7 @@ UPDATE counters SET n = n + 1 FROM pause WHERE id BETWEEN $1 AND $2`, scaleOutSl
 			cteScan = strings.TrimSpace(strings.TrimLeft(strings.TrimSpace(line), "->"))
 		}
 	}
-	scaleOutFigure(s.b, "scale-out-statement", "batch", scaleOutBatch, "took", took.Round(time.Millisecond).String(), "cte_scan", strconv.Quote(cteScan))
+	figure(s.b, "scale-out-statement", "batch", scaleOutBatch, "took", took.Round(time.Millisecond).String(), "cte_scan", strconv.Quote(cteScan))
 	require.Contains(s.b, cteScan, "loops=1)", "the pause is scanned once per batch:\n%s", strings.Join(plan, "\n"))
 	require.GreaterOrEqual(s.b, took, scaleOutSleep, "the batch must wait %s", scaleOutSleep)
 	require.Less(s.b, took, 3*scaleOutSleep, "the batch must wait %s once, not once per row", scaleOutSleep)
@@ -311,7 +283,7 @@ func (s *scaleOut) step(name string, workers, rate int, redis bool) scaleOutStep
 	// Warm-up: every worker runs jobs of the run (start-up excluded), and
 	// with a rate every worker has beaten since and reports the mode.
 	s.waitFor("all workers running the run's jobs", 60*time.Second, func() (bool, error) {
-		n, err := s.workersRunning(version)
+		n, err := s.rateWorkersRunning(version)
 		return n == workers, err
 	})
 	allRunning := time.Now()
@@ -320,24 +292,24 @@ func (s *scaleOut) step(name string, workers, rate int, redis bool) scaleOutStep
 		var dbAllRunning time.Time
 		require.NoError(b, s.pool.QueryRow(context.Background(), `SELECT now()`).Scan(&dbAllRunning))
 		s.waitFor("every worker's heartbeat after all ran jobs, with mode "+mode, 30*time.Second, func() (bool, error) {
-			n, err := s.workersReporting(mode, dbAllRunning)
+			n, err := s.rateWorkersReporting(mode, dbAllRunning)
 			return n == workers, err
 		})
 		warmUp = rateWarmUp
 	}
 	time.Sleep(time.Until(allRunning.Add(warmUp)))
-	requireRunningB(b, procs...)
+	requireRunning(b, procs...)
 
 	// The window, with the batches in flight sampled from pg_stat_activity
 	// and the machine's CPU from /proc/stat.
 	cpu0, ours0, xacts0 := readCPU(b), s.ourCPU(), s.xacts()
-	rows0, t0 := s.rowsDone(version)
+	rows0, t0 := s.rateRowsDone(version)
 	sampler := s.sampleActivity(t0.Add(scaleOutWindow))
 	time.Sleep(time.Until(t0.Add(scaleOutWindow)))
-	rows1, t1 := s.rowsDone(version)
+	rows1, t1 := s.rateRowsDone(version)
 	cpu1, ours1, xacts1 := readCPU(b), s.ourCPU(), s.xacts()
 	act := sampler()
-	requireRunningB(b, procs...)
+	requireRunning(b, procs...)
 
 	var state string
 	var done int
@@ -348,11 +320,11 @@ WHERE r.version = $1 GROUP BY r.id, r.state ORDER BY r.id DESC LIMIT 1`, version
 	require.Contains(b, []string{"pending", "running"}, state, "the run must still be going at the end of the window; make the table bigger")
 	require.Zero(b, done, "no partition may finish within the window; make the table bigger")
 	if rate > 0 {
-		n, err := s.workersReporting(mode, t0)
+		n, err := s.rateWorkersReporting(mode, t0)
 		require.NoError(b, err)
 		require.Equal(b, workers, n, "every worker reports %q in the window", mode)
 	}
-	stopWorkersB(b, procs...)
+	stopWorkers(b, procs...)
 	res = s.enqueue(30*time.Second, "cancel", strconv.FormatInt(version, 10))
 	require.Zero(b, res.Code, "enqueue cancel %d: %s", version, res.Output())
 
@@ -389,24 +361,8 @@ WHERE r.version = $1 GROUP BY r.id, r.state ORDER BY r.id DESC LIMIT 1`, version
 	if rate > 0 {
 		kv = append(kv, "cap_ratio", fmt.Sprintf("%.3f", st.capRatio()))
 	}
-	scaleOutFigure(b, "scale-out-"+name, kv...)
+	figure(b, "scale-out-"+name, kv...)
 	return st
-}
-
-// rowsDone reads the rows the partitions of version's latest run recorded
-// as done, and when it read them.
-func (s *scaleOut) rowsDone(version int64) (int64, time.Time) {
-	s.b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var n int64
-	err := s.pool.QueryRow(ctx, `
-SELECT coalesce(sum(bp.rows_done), 0)::bigint
-FROM backfill_partitions bp
-WHERE bp.run_id = (SELECT id FROM backfill_runs WHERE version = $1 ORDER BY run_number DESC LIMIT 1)`, version).Scan(&n)
-	at := time.Now()
-	require.NoError(s.b, err)
-	return n, at
 }
 
 // xacts reads the transactions the cluster committed and rolled back.
@@ -416,47 +372,6 @@ func (s *scaleOut) xacts() int64 {
 	require.NoError(s.b, s.pool.QueryRow(context.Background(),
 		`SELECT sum(xact_commit + xact_rollback)::bigint FROM pg_stat_database`).Scan(&n))
 	return n
-}
-
-// workersRunning counts the distinct workers that run a job of version's
-// latest run now.
-func (s *scaleOut) workersRunning(version int64) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	var n int
-	err := s.pool.QueryRow(ctx, `
-SELECT count(DISTINCT j.attempted_by[array_length(j.attempted_by, 1)])
-FROM backfill_partitions bp
-JOIN river_job j ON j.id = bp.job_id AND j.state = 'running'
-WHERE bp.run_id = (SELECT id FROM backfill_runs WHERE version = $1 ORDER BY run_number DESC LIMIT 1)`, version).Scan(&n)
-	return n, err
-}
-
-// workersReporting counts the workers whose last heartbeat, after since
-// (the database's clock, or close to it), reported mode.
-func (s *scaleOut) workersReporting(mode string, since time.Time) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	var n int
-	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM backfill_workers WHERE heartbeat_at > $1 AND rate_limit = $2`,
-		since, mode).Scan(&n)
-	return n, err
-}
-
-// waitFor polls cond every 25 ms until it holds, failing after timeout.
-func (s *scaleOut) waitFor(what string, timeout time.Duration, cond func() (bool, error)) {
-	s.b.Helper()
-	started := time.Now()
-	var lastErr error
-	for time.Since(started) < timeout {
-		ok, err := cond()
-		if err == nil && ok {
-			return
-		}
-		lastErr = err
-		time.Sleep(25 * time.Millisecond)
-	}
-	s.b.Fatalf("%s: not within %s (last error: %v)", what, timeout, lastErr)
 }
 
 // scaleOutActivity is what pg_stat_activity showed on average over a
@@ -646,44 +561,6 @@ func procParent(pid int) (string, int, bool) {
 	}
 	ppid, err := strconv.Atoi(f[1])
 	return text[open+1 : end], ppid, err == nil
-}
-
-// stopWorkersB stops each worker with SIGTERM and requires exit 0 within 15 s.
-func stopWorkersB(tb testing.TB, workers ...*faults.Process) {
-	tb.Helper()
-	requireRunningB(tb, workers...)
-	for _, w := range workers {
-		took, ok := w.Stop(15 * time.Second)
-		require.True(tb, ok, "worker %s did not exit within 15s of SIGTERM", w.Name)
-		require.NoError(tb, w.Err(), "worker %s must exit 0 on SIGTERM (took %s)", w.Name, took)
-	}
-}
-
-// requireRunningB fails when a worker exited.
-func requireRunningB(tb testing.TB, workers ...*faults.Process) {
-	tb.Helper()
-	for _, w := range workers {
-		if !w.Running() {
-			tb.Fatalf("worker %s exited (%v):\n%s", w.Name, w.Err(), w.Stderr.String())
-		}
-	}
-}
-
-// scaleOutFigure prints a measured figure as "FIGURE name key=value ...",
-// like figure does for tests.
-func scaleOutFigure(tb testing.TB, name string, kv ...any) {
-	tb.Helper()
-	var b strings.Builder
-	b.WriteString("FIGURE ")
-	b.WriteString(name)
-	for i := 0; i+1 < len(kv); i += 2 {
-		v := kv[i+1]
-		if d, ok := v.(time.Duration); ok {
-			v = fmt.Sprintf("%.2fs", d.Seconds())
-		}
-		fmt.Fprintf(&b, " %s=%v", kv[i], v)
-	}
-	scaleOutPrint(b.String())
 }
 
 // scaleOutPrint prints a line of the benchmark's output to stdout: a
