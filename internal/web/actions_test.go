@@ -164,6 +164,10 @@ func TestActions_ThrottleChangesTheRateAndRecordsIt(t *testing.T) {
 	require.Equal(t, 50, st.BatchSize)
 	require.Equal(t, "web page from 192.0.2.1", *st.ThrottledBy, "httptest's remote address")
 
+	r = throttle(testToken, `{"duty_cycle": 0.5, "max_replica_lag": 2000000000}`)
+	require.Equal(t, http.StatusOK, r.code, r.body)
+	require.Contains(t, r.body, `duty cycle 50%, max replica lag 2s (was duty cycle off, max replica lag 5s)`)
+
 	r = throttle(testToken, `{"rate": 0}`)
 	require.Equal(t, http.StatusOK, r.code, r.body)
 	require.Contains(t, r.body, `rate unlimited (was rate 2500 rows/s)`)
