@@ -174,21 +174,22 @@ type ServerLoad struct {
 // superuser); without it, PostgreSQL hides the lag and it reads 0.
 func ReadServerLoad(ctx context.Context, q Querier, ours string) (ServerLoad, error) {
 	var l ServerLoad
+	// One reading of each view: the most lagging replica, our own sessions
+	// left out of the rest.
 	err := q.QueryRow(ctx, `
-SELECT
-	coalesce((SELECT extract(epoch FROM replay_lag)::float8 FROM pg_stat_replication
-		WHERE replay_lag IS NOT NULL ORDER BY replay_lag DESC LIMIT 1), 0),
-	coalesce((SELECT application_name FROM pg_stat_replication
-		WHERE replay_lag IS NOT NULL ORDER BY replay_lag DESC LIMIT 1), ''),
-	(SELECT count(*) FROM pg_stat_activity
-		WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
-		AND application_name IS DISTINCT FROM nullif($1, ''))::int,
-	coalesce((SELECT extract(epoch FROM now() - xact_start)::float8 FROM pg_stat_activity
-		WHERE xact_start IS NOT NULL AND backend_type = 'client backend' AND pid <> pg_backend_pid()
-		AND application_name IS DISTINCT FROM nullif($1, '') ORDER BY xact_start LIMIT 1), 0),
-	coalesce((SELECT pid FROM pg_stat_activity
-		WHERE xact_start IS NOT NULL AND backend_type = 'client backend' AND pid <> pg_backend_pid()
-		AND application_name IS DISTINCT FROM nullif($1, '') ORDER BY xact_start LIMIT 1), 0)`, ours).
+WITH others AS (
+	SELECT state, xact_start, pid FROM pg_stat_activity
+	WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+		AND application_name IS DISTINCT FROM nullif($1, '')
+)
+SELECT coalesce(extract(epoch FROM r.replay_lag)::float8, 0), coalesce(r.application_name, ''),
+	(SELECT count(*) FROM others WHERE state = 'active')::int,
+	coalesce(extract(epoch FROM now() - o.xact_start)::float8, 0), coalesce(o.pid, 0)
+FROM (SELECT 1) one
+LEFT JOIN LATERAL (SELECT replay_lag, application_name FROM pg_stat_replication
+	WHERE replay_lag IS NOT NULL ORDER BY replay_lag DESC LIMIT 1) r ON true
+LEFT JOIN LATERAL (SELECT xact_start, pid FROM others WHERE xact_start IS NOT NULL
+	ORDER BY xact_start LIMIT 1) o ON true`, ours).
 		Scan(&l.ReplicaLag, &l.Replica, &l.ActiveBackends, &l.OldestTransaction, &l.OldestPID)
 	if err != nil {
 		return l, fmt.Errorf("batches: reading the database's load: %w", err)

@@ -45,6 +45,9 @@ func (t Throttle) IsZero() bool { return t == Throttle{} }
 // apply returns o with t's fields in place of o's: t's JSON, whose keys are
 // the options' own, laid over them.
 func (t Throttle) apply(o Options) Options {
+	if t.IsZero() {
+		return o // every batch of a run nobody throttled: nothing to decode
+	}
 	overlay(t, &o)
 	return o
 }
