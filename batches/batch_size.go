@@ -14,12 +14,17 @@ import (
 // their jobs the same way, 20% per step; a backfill's batches are short and
 // many, so it may move faster).
 
-// Bounds of the adaptive batch size.
+// Bounds and defaults of the adaptive batch size. A definition that sets
+// neither batch nor batch_time aims at BatchTimeDefault from a first batch
+// of BatchSizeDefault rows; one that sets a batch keeps that size.
+// BatchTimeOff (batch_time: off, or any negative duration) is a fixed size.
 const (
-	BatchTimeMin    = 10 * time.Millisecond
-	BatchTimeMax    = time.Minute
-	BatchMinDefault = 10
-	BatchMaxDefault = 100_000
+	BatchTimeMin     = 10 * time.Millisecond
+	BatchTimeMax     = time.Minute
+	BatchTimeDefault = 200 * time.Millisecond
+	BatchTimeOff     = -1
+	BatchMinDefault  = 10
+	BatchMaxDefault  = 100_000
 	// batchStepMax is the most the size grows (or 1/batchStepMax it
 	// shrinks) from one batch to the next.
 	batchStepMax = 2.0

@@ -101,6 +101,7 @@ func describeError(err error) string {
 // returned as *BatchError; the caller must roll tx back.
 func ProcessBatchTx(ctx context.Context, tx pgx.Tx, p BatchParams) (*BatchResult, error) {
 	run := p.Run
+	started := time.Now()
 	timeouts := p.Timeouts.WithDefaults().ForRun(run.Options)
 	var (
 		pid           int32
@@ -183,9 +184,11 @@ WHERE run_id = $1 AND partition = $2`),
 	}
 	if ok {
 		if _, err := tx.Exec(ctx, inSchema(`
-INSERT INTO backfill_throughput (run_id, partition, second, rows) VALUES ($1, $2, date_trunc('second', now()), $3)
-ON CONFLICT (run_id, partition, second) DO UPDATE SET rows = backfill_throughput.rows + excluded.rows`),
-			run.ID, p.Partition, n); err != nil {
+INSERT INTO backfill_throughput (run_id, partition, second, rows, busy_seconds)
+VALUES ($1, $2, date_trunc('second', now()), $3, $4)
+ON CONFLICT (run_id, partition, second) DO UPDATE
+SET rows = backfill_throughput.rows + excluded.rows, busy_seconds = backfill_throughput.busy_seconds + excluded.busy_seconds`),
+			run.ID, p.Partition, n, time.Since(started).Seconds()); err != nil {
 			return nil, fmt.Errorf("batches: recording throughput of run %d: %w", run.ID, err)
 		}
 	}

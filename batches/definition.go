@@ -70,16 +70,18 @@ type Options struct {
 	// BatchSize is the number of rows per batch (BatchSizeDefault when 0);
 	// with BatchTime, the first batch's.
 	BatchSize int `json:"batch"`
-	// BatchTime, when set, is the duration every batch aims at: the size
-	// adapts between BatchMin and BatchMax (0: BatchMinDefault and
-	// BatchMaxDefault). See batch_size.go.
+	// BatchTime, when positive, is the duration every batch aims at: the
+	// size adapts between BatchMin and BatchMax (0: BatchMinDefault and
+	// BatchMaxDefault). See batch_size.go. 0 with no BatchSize takes
+	// BatchTimeDefault; BatchTimeOff is a fixed size.
 	BatchTime time.Duration `json:"batch_time,omitempty"`
 	BatchMin  int           `json:"batch_min,omitempty"`
 	BatchMax  int           `json:"batch_max,omitempty"`
 	// Rate is the most rows per second the run may process; 0 is unlimited.
 	Rate float64 `json:"rate,omitempty"`
 	// DutyCycle is the share of wall time the run's batches may keep the
-	// database busy, across the pool (duty_cycle.go); 0 is no limit.
+	// database busy, across the pool (duty_cycle.go): 0 takes
+	// DutyCycleDefault, DutyCycleOff is no limit.
 	DutyCycle float64 `json:"duty_cycle,omitempty"`
 	// Partitions is how many key ranges the run is split into so that several
 	// workers can work on it at once (PartitionsDefault when 0).
@@ -106,8 +108,24 @@ type Options struct {
 	HoldDuringVacuum  bool          `json:"hold_during_vacuum,omitempty"`
 }
 
-// WithDefaults returns o with zero fields set to their defaults.
-func (o Options) WithDefaults() Options {
+// WithDefaults returns o with zero fields set to their defaults: the
+// gentle pace (duty_cycle.go) unless the definition sets its own.
+func (o Options) WithDefaults() Options { return o.withPaceDefaults().withShapeDefaults() }
+
+// withPaceDefaults sets the gentle pace: adaptive batches unless a batch
+// size is given, and the default duty cycle.
+func (o Options) withPaceDefaults() Options {
+	if o.BatchTime == 0 && o.BatchSize == 0 {
+		o.BatchTime = BatchTimeDefault
+	}
+	if o.DutyCycle == 0 {
+		o.DutyCycle = DutyCycleDefault
+	}
+	return o
+}
+
+// withShapeDefaults sets the batch size, partitions and attempts.
+func (o Options) withShapeDefaults() Options {
 	if o.BatchSize == 0 {
 		o.BatchSize = BatchSizeDefault
 	}
@@ -138,13 +156,13 @@ func (o Options) validate() error {
 		return fmt.Errorf("key is missing")
 	case o.BatchSize < 1 || o.BatchSize > BatchSizeMax:
 		return fmt.Errorf("batch must be between 1 and %d, got %d", BatchSizeMax, o.BatchSize)
-	case o.BatchTime != 0 && !within(o.BatchTime, BatchTimeMin, BatchTimeMax):
+	case o.BatchTime > 0 && !within(o.BatchTime, BatchTimeMin, BatchTimeMax):
 		return fmt.Errorf("batch_time must be between %s and %s, got %s", BatchTimeMin, BatchTimeMax, o.BatchTime)
 	case o.BatchMin < 0 || o.BatchMin > BatchSizeMax || o.BatchMax < 0 || o.BatchMax > BatchSizeMax:
 		return fmt.Errorf("batch_min and batch_max must be between 1 and %d, got %d and %d", BatchSizeMax, o.BatchMin, o.BatchMax)
 	case o.BatchMin != 0 && o.BatchMax != 0 && o.BatchMin > o.BatchMax:
 		return fmt.Errorf("batch_min (%d) must not be above batch_max (%d)", o.BatchMin, o.BatchMax)
-	case (o.BatchMin != 0 || o.BatchMax != 0) && o.BatchTime == 0:
+	case (o.BatchMin != 0 || o.BatchMax != 0) && o.BatchTime <= 0:
 		return fmt.Errorf("batch_min and batch_max bound an adaptive batch: set batch_time too")
 	case !validDutyCycle(o.DutyCycle):
 		return fmt.Errorf("duty_cycle must be off or between %s and %s, got %g", FormatDutyCycle(DutyCycleMin), FormatDutyCycle(DutyCycleMax), o.DutyCycle)

@@ -54,6 +54,9 @@ func definitionOf(g GoBackfill) *Definition {
 	if c, ok := g.(GoChecksummer); ok {
 		extra = c.Checksum()
 	}
-	def.Checksum = checksumOf(def.Name, def.Mode, def.Options, extra)
+	// The options as the backfill wrote them, with the defaults it had
+	// before the gentle pace: a pace default added in a release does not
+	// flag every Go backfill enqueued before it as changed.
+	def.Checksum = checksumOf(def.Name, def.Mode, g.Options().withShapeDefaults(), extra)
 	return def
 }

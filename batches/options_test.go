@@ -3,6 +3,7 @@ package batches
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"testing"
 	"time"
 
@@ -47,7 +48,10 @@ func TestOptionsValidate_Bounds(t *testing.T) {
 		{"batch time", func(o *Options) { o.BatchTime, o.BatchMin, o.BatchMax = 200*time.Millisecond, 50, 5000 }, ""},
 		{"batch time short", func(o *Options) { o.BatchTime = time.Millisecond }, "batch_time must be between 10ms and 1m0s, got 1ms"},
 		{"batch bounds crossed", func(o *Options) { o.BatchTime, o.BatchMin, o.BatchMax = time.Second, 500, 50 }, "batch_min (500) must not be above batch_max (50)"},
-		{"batch bounds without time", func(o *Options) { o.BatchMax = 5000 }, "batch_min and batch_max bound an adaptive batch: set batch_time too"},
+		{"batch bounds without time", func(o *Options) { o.BatchTime, o.BatchMax = 0, 5000 }, "batch_min and batch_max bound an adaptive batch: set batch_time too"},
+		{"batch bounds with time off", func(o *Options) { o.BatchTime, o.BatchMax = BatchTimeOff, 5000 }, "batch_min and batch_max bound an adaptive batch: set batch_time too"},
+		{"duty cycle off", func(o *Options) { o.DutyCycle = DutyCycleOff }, ""},
+		{"duty cycle NaN", func(o *Options) { o.DutyCycle = math.NaN() }, "duty_cycle must be off or between 1% and 10000%"},
 		{"where escapes", func(o *Options) { o.Where = "1=1) OR (1=1" }, "where: a ')' at character 4 closes a parenthesis the condition did not open"},
 		{"down_where escapes", func(o *Options) { o.DownWhere = "true) OR (true" }, "down_where: a ')'"},
 		{"where blank", func(o *Options) { o.Where = "  " }, "where: the condition is empty"},
@@ -148,16 +152,18 @@ func (checksumGo) Options() Options {
 }
 func (checksumGo) ProcessBatch(context.Context, pgx.Tx, Batch) (int64, error) { return 0, nil }
 
-// Definitions that do not set the timeouts keep their checksums and stored
-// form, so adding the fields flags no drift on runs enqueued before.
+// Definitions that do not set the timeouts keep their checksums, so adding
+// the fields flags no drift on runs enqueued before; the gentle pace's
+// defaults leave them alone too, though a new run records its duty cycle.
 func TestOptions_TimeoutsLeaveOldChecksumsAlone(t *testing.T) {
 	t.Parallel()
-	// Both values were recorded before LockTimeout and StatementTimeout existed.
+	// Both values were recorded before LockTimeout and StatementTimeout
+	// existed, the stored form before the default duty cycle.
 	def := definitionOf(checksumGo{})
 	require.Equal(t, "61cbcbda3d04bd67", def.Checksum)
 	stored, err := json.Marshal(storedDefinition{Options: def.Options, UpSQL: "u", Source: "go"})
 	require.NoError(t, err)
-	require.JSONEq(t, `{"options":{"table":"shop.things","key":"id","where":"x IS NULL","batch":500,"rate":250,"partitions":4,"attempts":3},"up_sql":"u","source":"go"}`, string(stored))
+	require.JSONEq(t, `{"options":{"table":"shop.things","key":"id","where":"x IS NULL","batch":500,"rate":250,"duty_cycle":0.2,"partitions":4,"attempts":3},"up_sql":"u","source":"go"}`, string(stored))
 
 	// Set, they count.
 	o := def.Options
@@ -172,4 +178,37 @@ func TestOptions_TimeoutsLeaveOldChecksumsAlone(t *testing.T) {
 	var back Options
 	require.NoError(t, json.Unmarshal(withTimeouts, &back))
 	require.Equal(t, o, back)
+}
+
+// A file that says nothing of its pace gets the gentle one: adaptive
+// batches of about BatchTimeDefault and the DutyCycleDefault; setting a
+// batch keeps it fixed, and "off" turns either off.
+func TestParseSQL_GentleDefaults(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, header string
+		batch        int
+		batchTime    time.Duration
+		duty         float64
+	}{
+		{"nothing said", "", BatchSizeDefault, BatchTimeDefault, DutyCycleDefault},
+		{"a batch: fixed", "-- batch: 500\n", 500, 0, DutyCycleDefault},
+		{"a batch and a batch time", "-- batch: 500\n-- batch_time: 1s\n", 500, time.Second, DutyCycleDefault},
+		{"batch time off", "-- batch_time: off\n", BatchSizeDefault, BatchTimeOff, DutyCycleDefault},
+		{"duty cycle off", "-- duty_cycle: off\n", BatchSizeDefault, BatchTimeDefault, DutyCycleOff},
+		{"duty cycle set", "-- duty_cycle: 150%\n", BatchSizeDefault, BatchTimeDefault, 1.5},
+		{"bounds only", "-- batch_min: 50\n", BatchSizeDefault, BatchTimeDefault, DutyCycleDefault},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			def, err := ParseSQL(testHeader + tc.header + validStatement)
+			require.NoError(t, err)
+			o := def.Options
+			require.Equal(t, tc.batch, o.BatchSize)
+			require.Equal(t, tc.batchTime, o.BatchTime)
+			require.Equal(t, tc.batchTime > 0, o.Adaptive())
+			require.Equal(t, tc.duty, o.DutyCycle)
+		})
+	}
+	_, err := ParseSQL(testHeader + "-- batch: 500\n-- batch_min: 50\n" + validStatement)
+	require.ErrorContains(t, err, "batch_min and batch_max bound an adaptive batch: set batch_time too")
 }

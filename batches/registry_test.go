@@ -239,7 +239,7 @@ func TestRegistry_Register(t *testing.T) {
 	require.True(t, def.IsGo())
 	require.Empty(t, def.UpSQL)
 	require.Empty(t, def.DownSQL)
-	require.Equal(t, Options{Table: "orders", Key: "id", BatchSize: 50, Partitions: PartitionsDefault, MaxAttempts: MaxAttemptsDefault}, def.Options)
+	require.Equal(t, Options{Table: "orders", Key: "id", BatchSize: 50, DutyCycle: DutyCycleDefault, Partitions: PartitionsDefault, MaxAttempts: MaxAttemptsDefault}, def.Options)
 	require.NotNil(t, def.Up)
 	require.Nil(t, def.Down)
 	n, err := def.Up(context.Background(), nil, Batch{})

@@ -288,7 +288,11 @@ func setOption(o *Options, key, value string) error {
 			err = fmt.Errorf("duty_cycle: %w", err)
 		}
 	case "batch_time":
-		o.BatchTime, err = duration(BatchTimeMin, BatchTimeMax)
+		if value == "off" {
+			o.BatchTime = BatchTimeOff
+		} else {
+			o.BatchTime, err = duration(BatchTimeMin, BatchTimeMax)
+		}
 	case "batch_min":
 		o.BatchMin, err = positive(BatchSizeMax)
 	case "batch_max":

@@ -67,6 +67,7 @@ WHERE order_id BETWEEN @first AND @last;
 		Where:       "total IS NULL AND status <> 'void'",
 		BatchSize:   250,
 		Rate:        1500.5,
+		DutyCycle:   DutyCycleDefault,
 		Partitions:  16,
 		MaxAttempts: 3,
 	}, def.Options)

@@ -35,6 +35,9 @@ type RunStatus struct {
 	PartitionsWaiting int64 `json:"partitions_waiting"`
 	// RowsPerSecond is measured over the last minute of the run.
 	RowsPerSecond float64 `json:"rows_per_second"`
+	// BusyShare is the share of the same minute the run's batches kept the
+	// database busy, summed over the pool: what its duty cycle counts.
+	BusyShare float64 `json:"busy_share"`
 	// ETASeconds is the time left at RowsPerSecond; null when unknown.
 	ETASeconds *float64 `json:"eta_seconds"`
 	// Rate is the run's limit in rows per second across the pool (0: none)
@@ -98,7 +101,7 @@ func ListStatusAt(ctx context.Context, q Querier, version *int64, clock StatusCl
 		err := r.Scan(&s.Version, &s.Name, &s.Mode, &s.Direction, &s.RunNumber, &s.State, &s.RowsDone, &s.RowsAffected,
 			&s.RowsEstimated, &s.BatchesDone, &s.BatchesFailed, &s.Partitions, &s.PartitionsActive, &s.LastError,
 			&s.Checksum, &s.EnqueuedBy, &s.EnqueuedAt, &s.StartedAt, &s.FinishedAt,
-			&s.PartitionsRunning, &s.PartitionsWaiting, &s.RowsPerSecond, &s.Rate, &s.DutyCycle, &s.BatchSize, &s.BatchTimeMS, &s.ThrottledBy, &s.ThrottledAt,
+			&s.PartitionsRunning, &s.PartitionsWaiting, &s.RowsPerSecond, &s.BusyShare, &s.Rate, &s.DutyCycle, &s.BatchSize, &s.BatchTimeMS, &s.ThrottledBy, &s.ThrottledAt,
 			&s.RetryingAttempt, &s.MaxAttempts, &s.WorkersAlive, &s.RateLimit, &s.Health)
 		if err == nil {
 			s.explain()
@@ -147,6 +150,9 @@ func (s *RunStatus) explain() {
 		// Within 10% of the limit: the limit, not the work, sets the pace.
 		if !held && s.Rate > 0 && s.RowsPerSecond >= 0.9*s.Rate {
 			reasons = append(reasons, fmt.Sprintf("rate limit (%s)", FormatRate(s.Rate)))
+		}
+		if !held && s.DutyCycle > 0 && s.BusyShare >= 0.9*s.DutyCycle {
+			reasons = append(reasons, fmt.Sprintf("duty cycle (busy %s of the time, limit %s)", FormatShare(s.BusyShare), FormatDutyCycle(s.DutyCycle)))
 		}
 		switch {
 		case s.WorkersAlive == 0 && s.PartitionsWaiting > 0:

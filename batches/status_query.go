@@ -75,11 +75,16 @@ SELECT r.version, r.name, r.mode, r.direction, r.run_number, r.state,
 	CASE WHEN w.began IS NULL THEN 0 ELSE coalesce(tp.rows, 0) / greatest(extract(epoch FROM
 		w.upto - greatest(w.since, w.began)), 0.001)
 	END::float8 AS rows_per_second,
+	-- The share of the same window its batches kept the database busy.
+	CASE WHEN w.began IS NULL THEN 0 ELSE coalesce(tp.busy, 0) / greatest(extract(epoch FROM
+		w.upto - greatest(w.since, w.began)), 0.001)
+	END::float8 AS busy_share,
 	-- The rate and batch size in force: an operator's throttle wins.
 	coalesce((r.throttle->>'rate')::float8, (r.definition->'options'->>'rate')::float8, 0) AS rate,
-	coalesce((r.throttle->>'duty_cycle')::float8, (r.definition->'options'->>'duty_cycle')::float8, 0) AS duty_cycle,
+	-- Off (0, or negative since the gentle default) shows as 0.
+	greatest(coalesce((r.throttle->>'duty_cycle')::float8, (r.definition->'options'->>'duty_cycle')::float8, 0), 0) AS duty_cycle,
 	coalesce((r.throttle->>'batch')::int, (r.definition->'options'->>'batch')::int, 0) AS batch_size,
-	(coalesce((r.throttle->>'batch_time')::bigint, (r.definition->'options'->>'batch_time')::bigint, 0) / 1000000)::bigint AS batch_time_ms,
+	(greatest(coalesce((r.throttle->>'batch_time')::bigint, (r.definition->'options'->>'batch_time')::bigint, 0), 0) / 1000000)::bigint AS batch_time_ms,
 	ev.actor AS throttled_by, ev.at AS throttled_at,
 	coalesce(p.max_attempts, 0)::int AS retrying_attempt,
 	coalesce((r.definition->'options'->>'attempts')::int, 0) AS max_attempts,
@@ -126,7 +131,7 @@ CROSS JOIN LATERAL (
 			ELSE r.started_at END AS began
 ) w
 LEFT JOIN LATERAL (
-	SELECT sum(t.rows) AS rows FROM backfill_throughput t
+	SELECT sum(t.rows) AS rows, sum(t.busy_seconds) AS busy FROM backfill_throughput t
 	WHERE t.run_id = r.id AND t.second >= w.since AND t.second <= w.upto
 ) tp ON true
 LEFT JOIN LATERAL (

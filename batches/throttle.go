@@ -22,13 +22,13 @@ type Throttle struct {
 	// Rate is rows per second across the pool; 0 is unlimited.
 	Rate *float64 `json:"rate,omitempty"`
 	// DutyCycle is the share of time batches may keep the database busy
-	// (0: no limit).
+	// (DutyCycleOff: no limit).
 	DutyCycle *float64 `json:"duty_cycle,omitempty"`
 	// BatchSize is the rows per batch (an adaptive run's next batches
 	// start from it).
 	BatchSize *int `json:"batch,omitempty"`
-	// BatchTime is the duration batches aim at; 0 turns the adaptive size
-	// off.
+	// BatchTime is the duration batches aim at; 0 (or negative) turns
+	// the adaptive size off.
 	BatchTime *time.Duration `json:"batch_time,omitempty"`
 	// The health signals' limits (negative: off) and the throttle query
 	// ("" : none).
@@ -79,7 +79,7 @@ func (t Throttle) Validate() error {
 		return fmt.Errorf("rate must be 0 (unlimited) or between %d and %.0f rows per second, got %g", RateMin, RateMax, *t.Rate)
 	case t.BatchSize != nil && (*t.BatchSize < 1 || *t.BatchSize > BatchSizeMax):
 		return fmt.Errorf("batch must be between 1 and %d, got %d", BatchSizeMax, *t.BatchSize)
-	case t.BatchTime != nil && *t.BatchTime != 0 && !within(*t.BatchTime, BatchTimeMin, BatchTimeMax):
+	case t.BatchTime != nil && *t.BatchTime > 0 && !within(*t.BatchTime, BatchTimeMin, BatchTimeMax):
 		return fmt.Errorf("batch time must be 0 (a fixed batch size) or between %s and %s, got %s", BatchTimeMin, BatchTimeMax, *t.BatchTime)
 	case t.DutyCycle != nil && !validDutyCycle(*t.DutyCycle):
 		return fmt.Errorf("duty cycle must be off or between %s and %s, got %g", FormatDutyCycle(DutyCycleMin), FormatDutyCycle(DutyCycleMax), *t.DutyCycle)
@@ -122,7 +122,7 @@ func (t Throttle) String() string {
 		parts = append(parts, name+" "+value)
 	}
 	if d := t.BatchTime; d != nil {
-		add("batch time", *d == 0, d.String())
+		add("batch time", *d <= 0, d.String())
 	}
 	if d := t.MaxReplicaLag; d != nil {
 		add("max replica lag", *d < 0, d.String())

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,18 +12,18 @@ import (
 	"github.com/backfill/backfill/internal/testdb"
 )
 
-// A duty cycle of 20% keeps the run's batches busy a fifth of the time,
-// summed over its partitions working at once: batches that each wait 20 ms
-// run about ten times a second.
+// The default duty cycle, 20%, keeps the run's batches busy a fifth of the
+// time, summed over its partitions working at once: batches that each wait
+// 20 ms run about ten times a second. Status says the duty cycle sets the
+// pace, with the share it measured.
 func TestDutyCycle_KeepsBatchesBusyAShareOfTheTime(t *testing.T) {
 	b := setup(t)
 	testdb.Exec(t, b.pool, `CREATE TABLE dutiful (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
-INSERT INTO dutiful (id) SELECT g FROM generate_series(1, 400) g; ANALYZE dutiful;`)
+INSERT INTO dutiful (id) SELECT g FROM generate_series(1, 600) g; ANALYZE dutiful;`)
 	b.writeFile(t, "8_dutiful.sql", `-- table: dutiful
 -- key: id
 -- batch: 10
 -- partitions: 4
--- duty_cycle: 20%
 WITH pause AS (SELECT pg_sleep(0.02))
 UPDATE dutiful SET n = n + 1 FROM pause WHERE id BETWEEN @first AND @last;
 `)
@@ -30,6 +31,17 @@ UPDATE dutiful SET n = n + 1 FROM pause WHERE id BETWEEN @first AND @last;
 	require.NoError(t, err)
 	log := &batchLog{}
 	b.startWorker(t, WorkerConfig{Concurrency: 4, Observer: log})
+	var held batches.RunStatus
+	// After a few seconds: the first second holds the budget's burst
+	// (every partition's first batch runs before it pays).
+	require.Eventually(t, func() bool {
+		held = latestStatus(t, b, 8)
+		return held.StartedAt != nil && time.Since(*held.StartedAt) > 3*time.Second &&
+			strings.Contains(held.HeldBack, "duty cycle (busy ")
+	}, 20*time.Second, 100*time.Millisecond, "status never said the duty cycle holds the run")
+	t.Logf("held back: %s", held.HeldBack)
+	require.Contains(t, held.HeldBack, "limit 20%)")
+	require.InDelta(t, 0.20, held.BusyShare, 0.06)
 	st := b.waitState(t, 8, batches.StateCompleted, 60*time.Second)
 	require.Zero(t, queryInt(t, b.pool, `SELECT count(*) FROM dutiful WHERE n <> 1`))
 

@@ -38,13 +38,13 @@ ANALYZE paced;`)
 
 func TestRate_HoldsWithinTenPercentAcrossPartitions(t *testing.T) {
 	// 4 partitions worked at once share the run's limit.
-	rate := measuredRate(t, 8000, "-- batch: 100\n-- partitions: 4\n-- rate: 2000\n", WorkerConfig{Concurrency: 4})
+	rate := measuredRate(t, 8000, "-- batch: 100\n-- partitions: 4\n-- rate: 2000\n-- duty_cycle: off\n", WorkerConfig{Concurrency: 4})
 	require.InDelta(t, 2000, rate, 200)
 }
 
 func TestRate_HoldsWhenWaitsOutlastAJob(t *testing.T) {
 	// A 2s job timeout gives half-second slices, shorter than the waits of
 	// 4 partitions at 400 rows/s: jobs hand over rows already paid for.
-	rate := measuredRate(t, 2400, "-- batch: 100\n-- partitions: 4\n-- rate: 400\n", WorkerConfig{Concurrency: 4, JobTimeout: 2 * time.Second, RescueAfter: 10 * time.Second})
+	rate := measuredRate(t, 2400, "-- batch: 100\n-- partitions: 4\n-- rate: 400\n-- duty_cycle: off\n", WorkerConfig{Concurrency: 4, JobTimeout: 2 * time.Second, RescueAfter: 10 * time.Second})
 	require.InDelta(t, 400, rate, 40)
 }

@@ -30,7 +30,7 @@ func TestThrottle_NewRateAcrossThePoolWithinTwoSeconds(t *testing.T) {
 	b := setup(t)
 	testdb.Exec(t, b.pool, `CREATE TABLE paced (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
 INSERT INTO paced (id) SELECT g FROM generate_series(1, 200000) g; ANALYZE paced;`)
-	b.writeFile(t, "5_paced.sql", "-- table: paced\n-- key: id\n-- batch: 100\n-- partitions: 8\n-- rate: 1000\nUPDATE paced SET n = n + 1 WHERE id BETWEEN @first AND @last;\n")
+	b.writeFile(t, "5_paced.sql", "-- table: paced\n-- key: id\n-- batch: 100\n-- partitions: 8\n-- rate: 1000\n-- duty_cycle: off\nUPDATE paced SET n = n + 1 WHERE id BETWEEN @first AND @last;\n")
 	_, err := b.load(t).Pending(context.Background())
 	require.NoError(t, err)
 	for range 2 {

@@ -32,7 +32,7 @@ func BenchmarkThroughput(b *testing.B) {
 		ctx := context.Background()
 
 		loop := timeIt(func() { handWrittenLoop(b, bundle, "loop_table", batch) })
-		bundle.writeFileB(b, "1_bench.sql", fmt.Sprintf("-- table: engine_table\n-- key: id\n-- batch: %d\n-- partitions: 1\n"+
+		bundle.writeFileB(b, "1_bench.sql", fmt.Sprintf("-- table: engine_table\n-- key: id\n-- batch: %d\n-- partitions: 1\n-- duty_cycle: off\n"+
 			"UPDATE engine_table SET w = v * 2 WHERE id BETWEEN @first AND @last;\n", batch))
 		reg, err := batches.NewRegistry(bundle.dir)
 		require.NoError(b, err)

@@ -60,12 +60,14 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
-// A paced counting backfill: 6,000 rows at 1,000 rows/s in 4 partitions.
+// A paced counting backfill: 6,000 rows at 1,000 rows/s in 4 partitions,
+// paced by its rate alone.
 const pacedCounter = `-- table: counters
 -- key: id
 -- batch: 50
 -- partitions: 4
 -- rate: 1000
+-- duty_cycle: off
 UPDATE counters SET n = n + 1 WHERE id BETWEEN @first AND @last;
 `
 

@@ -139,18 +139,26 @@ func backfillTemplate(version int64, name string, manual bool) string {
 -- The column batches are cut on (required). It needs an index whose first
 -- column it is, normally the primary key.
 -- key: id
--- Rows per batch, 1 to 1000000 (default 1000); with batch_time, the first
--- batch's.
--- batch: 1000
--- The duration every batch aims at, 10ms to 1m: the size then adapts to the
--- cost of the rows, between batch_min and batch_max (default off; 10 and
--- 100000).
+-- The pace. Left alone, a backfill is gentle with the live database: its
+-- batches aim at 200ms each and keep the database busy at most 20%% of the
+-- time across all workers. For a maintenance window, set duty_cycle: off.
+-- "enqueue throttle" changes any of these while the run works.
+--
+-- The duration every batch aims at, 10ms to 1m, or off: the size adapts to
+-- the cost of the rows, between batch_min and batch_max (default 200ms, or
+-- off when batch is set; 10 and 100000).
 -- (off) batch_time: 200ms
 -- (off) batch_min: 10
 -- (off) batch_max: 100000
+-- Rows per batch, 1 to 1000000: a fixed size, or with batch_time the first
+-- batch's (default 1000).
+-- (off) batch: 1000
+-- The share of time the run's batches may keep the database busy, summed
+-- over all workers: 1%% to 10000%% (100%% is one connection always busy), or
+-- off for no limit (default 20%%).
+-- (off) duty_cycle: 20%%
 -- The most rows per second for the whole run across all workers, 1 to
--- 1000000000, or 0 for no limit (default 0). "enqueue throttle" changes it
--- while the run works.
+-- 1000000000, or 0 for no limit (default 0).
 -- rate: 0
 -- A SQL condition; only matching rows are cut into batches, so batches hold
 -- only rows that still need work (default none).

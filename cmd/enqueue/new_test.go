@@ -71,8 +71,10 @@ func TestNew_WritesATemplateThatParses(t *testing.T) {
 			require.NoError(t, err, "the template must parse as written")
 			require.Equal(t, version, def.Version)
 			require.Equal(t, "fill_prices_v2", def.Name)
-			require.Equal(t, batches.Options{Table: "CHANGE_ME", Key: "id", BatchSize: 1000, Partitions: 8, MaxAttempts: 5}, def.Options,
+			require.Equal(t, batches.Options{Table: "CHANGE_ME", Key: "id"}.WithDefaults(), def.Options,
 				"the template's settings are the defaults, optional conditions off")
+			require.Equal(t, batches.Options{Table: "CHANGE_ME", Key: "id", BatchSize: 1000, BatchTime: 200 * time.Millisecond,
+				DutyCycle: 0.2, Partitions: 8, MaxAttempts: 5}, def.Options, "the defaults the template's comments name")
 			require.Nil(t, def.Down, "the down section is off until switched on")
 			require.Contains(t, def.UpSQL, "CHANGE_ME")
 
@@ -84,15 +86,15 @@ func TestNew_WritesATemplateThatParses(t *testing.T) {
 			content, err := os.ReadFile(path)
 			require.NoError(t, err)
 			text := string(content)
-			for _, key := range []string{"table", "key", "batch", "rate", "partitions", "attempts"} {
+			for _, key := range []string{"table", "key", "rate", "partitions", "attempts"} {
 				require.Regexp(t, `(?m)^-- `+key+`: `, text, "key %s is in the template", key)
 			}
-			for _, key := range []string{"where", "down_where", "lock_timeout", "statement_timeout"} {
+			for _, key := range []string{"batch", "batch_time", "duty_cycle", "where", "down_where", "lock_timeout", "statement_timeout"} {
 				require.Regexp(t, `(?m)^-- \(off\) `+key+`: `, text, "optional key %s is in the template, switched off", key)
 			}
 			require.Contains(t, text, "-- (off) down\n")
 			require.Contains(t, text, `remove "(off) "`, "the template says how to switch optional parts on")
-			for _, dflt := range []string{"(default 1000)", "(default 0)", "(default 8)", "(default 5)", "(default none)"} {
+			for _, dflt := range []string{"(default 1000)", "(default 200ms", "(default 20%)", "(default 0)", "(default 8)", "(default 5)", "(default none)"} {
 				require.Contains(t, text, dflt)
 			}
 			if manual {

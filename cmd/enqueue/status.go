@@ -253,13 +253,15 @@ func details(r batches.RunStatus, drift bool) []string {
 }
 
 // throttleLine says what paces a run: "rate 8000 rows/s (pool-wide, Redis),
-// duty 25%, batch 1000; set by ann@ops1 Mar 1 14:02:11".
+// duty 25%, batch 1000; set by ann@ops1 Mar 1 14:02:11". The share of time
+// the duty cycle measured shows on the held-back line when it binds.
 func throttleLine(r batches.RunStatus) string {
 	s := "rate " + batches.FormatRate(r.Rate)
 	if r.Rate > 0 {
 		s += rateHeld(r.RateLimit)
 	}
 	s += ", duty " + batches.FormatDutyCycle(r.DutyCycle)
+
 	if r.BatchTimeMS > 0 {
 		s += fmt.Sprintf(", batches aim at %s", time.Duration(r.BatchTimeMS)*time.Millisecond)
 	} else {

@@ -118,7 +118,7 @@ func TestStatus_TableLayout(t *testing.T) {
 		RunNumber: 1, State: batches.StateCompleted, RowsDone: 100_000, RowsEstimated: 100_000, RowsPerSecond: 52_000, StartedAt: &started}
 	running := batches.RunStatus{Version: 20260301120100, Name: "orders_price_eur", Mode: batches.ModeAuto, Direction: batches.DirectionUp,
 		RunNumber: 1, State: batches.StateRunning, RowsDone: 610_000, RowsEstimated: 1_000_000, RowsPerSecond: 19_960,
-		ETASeconds: statusFloat(19.5), Rate: 20_000, DutyCycle: 0.25, BatchSize: 1000, RateLimit: batches.RateLimitRedis,
+		ETASeconds: statusFloat(19.5), Rate: 20_000, DutyCycle: 0.25, BusyShare: 0.184, BatchSize: 1000, RateLimit: batches.RateLimitRedis,
 		HeldBack: "rate limit (20000 rows/s)", StartedAt: &started}
 	reverted := batches.RunStatus{Version: 20260301120000, Name: "users_status_active", Mode: batches.ModeAuto, Direction: batches.DirectionDown,
 		RunNumber: 2, State: batches.StateFailed, RowsDone: 4000, RowsEstimated: 10_000, BatchesFailed: 2, LastError: &errText, StartedAt: &started}
@@ -134,6 +134,7 @@ func TestStatus_TableLayout(t *testing.T) {
 	require.Regexp(t, `^20260301120100  orders_price_eur     auto  1    running    \[#{12}-{8}\]  61%  610k/~1\.00M   20\.0k  20s       0$`, lines[2])
 	require.Equal(t, "    held back: rate limit (20000 rows/s)", lines[3])
 	require.Equal(t, "    throttle: rate 20000 rows/s (pool-wide, Redis), duty 25%, batch 1000", lines[4])
+	require.NotContains(t, lines[4], "busy", "the busy share shows only where it holds the run back")
 	// The columns line up: the ETA cells end where the header's does, and a
 	// finished run has none.
 	end := strings.Index(lines[0], "ETA") + len("ETA")

@@ -40,10 +40,13 @@ func bindThrottle(fs *flag.FlagSet) *batches.Throttle {
 		change.BatchSize = &n
 		return nil
 	})
-	fs.Func("batch-time", "the duration batches aim at, their size adapting (0: a fixed size)", func(v string) error {
+	fs.Func("batch-time", "the duration batches aim at, their size adapting (0 or off: a fixed size)", func(v string) error {
+		if v == "off" {
+			v = "0"
+		}
 		d, err := time.ParseDuration(v)
 		if err != nil {
-			return fmt.Errorf("want a duration such as 200ms, got %q", v)
+			return fmt.Errorf("want a duration such as 200ms, or off, got %q", v)
 		}
 		change.BatchTime = &d
 		return nil

@@ -28,9 +28,9 @@ Commands:
                        about a second; recorded with its time and who did it
       --rate N         rows per second for the whole pool (0: unlimited)
       --duty-cycle P   share of time the run's batches may keep the database busy,
-                       across the pool, such as 25% (the default), or off
+                       across the pool, such as 50%, or off (a file's default: 20%)
       --batch N        rows per batch
-      --batch-time D   the duration batches aim at, their size adapting (0: a fixed size)
+      --batch-time D   the duration batches aim at, their size adapting (0 or off: a fixed size)
       --max-replica-lag D|off  --max-active-backends N|off  --max-transaction-age D|off
       --throttle-query SQL  --hold-during-vacuum BOOL
                        the health signals that hold the run back (see the README)

@@ -79,13 +79,18 @@ INSERT INTO items (id, price_cents) SELECT g, g % 10000 FROM generate_series(1, 
 
 	var solo, beside, speeds []float64
 	for i := range runs {
+		// Each turn starts from the same footing: the last run's dead rows
+		// vacuumed and its WAL checkpointed, not left to autovacuum and a
+		// checkpoint during the next solo minute.
+		mustExec(b, pool, `VACUUM items`)
+		mustExec(b, pool, `CHECKPOINT`)
 		say(b, "run %d of %d: pgbench alone for %ds", i+1, runs, seconds)
-		solo = append(solo, runPgbench(b, pgbench, url, seconds))
+		alone, _ := runPgbench(b, pgbench, url, seconds)
+		solo = append(solo, alone)
 
 		args := []string{"run", "1"}
 		if i > 0 {
 			args = append(args, "--again")
-			faults.Run(b, time.Minute, env, bins.Enqueue, "cancel", "1")
 		}
 		if res := faults.Run(b, time.Minute, env, bins.Enqueue, args...); res.Code != 0 {
 			b.Fatalf("enqueue %v: %s", args, res.Output())
@@ -93,20 +98,23 @@ INSERT INTO items (id, price_cents) SELECT g, g % 10000 FROM generate_series(1, 
 		waitRows(b, pool, 1)
 		before, t0 := rowsDone(b, pool)
 		say(b, "run %d of %d: pgbench beside the backfill for %ds", i+1, runs, seconds)
-		tps := runPgbench(b, pgbench, url, seconds)
+		tps, progress := runPgbench(b, pgbench, url, seconds)
 		after, t1 := rowsDone(b, pool)
 		if state, finished := runState(b, pool); state != "running" {
-			// Done before pgbench: its speed is up to its end, and pgbench
-			// ran alone for the rest (said, so the tps is read with that).
-			say(b, "run %d: the backfill was %s %s before pgbench's end", i+1, state, t1.Sub(finished).Round(time.Second))
+			// Done before pgbench: its speed is up to its end, and
+			// pgbench's tps only over the seconds the backfill ran.
+			say(b, "run %d: the backfill was %s %s before pgbench's end; pgbench's tps is its mean over the %s before",
+				i+1, state, t1.Sub(finished).Round(time.Second), finished.Sub(t0).Round(time.Second))
+			tps = progress.meanUntil(finished.Sub(t0))
 			t1 = finished
 		}
+		// Stopped now, so that it does not run on into the next solo minute.
+		faults.Run(b, time.Minute, env, bins.Enqueue, "cancel", "1")
 		speed := float64(after-before) / t1.Sub(t0).Seconds()
 		beside = append(beside, tps)
 		speeds = append(speeds, speed)
 		say(b, "run %d: solo %.0f tps, beside %.0f tps (%.3f), backfill %.0f rows/s", i+1, solo[i], tps, tps/solo[i], speed)
 	}
-	faults.Run(b, time.Minute, env, bins.Enqueue, "cancel", "1")
 	ms, mb, mr := median(solo), median(beside), median(speeds)
 	b.ReportMetric(ms, "solo_tps")
 	b.ReportMetric(mb, "beside_tps")
@@ -117,10 +125,11 @@ INSERT INTO items (id, price_cents) SELECT g, g % 10000 FROM generate_series(1, 
 	_ = ctx
 }
 
-// runPgbench runs TPC-B with 4 clients for seconds and returns its tps.
-func runPgbench(b *testing.B, pgbench, url string, seconds int) float64 {
+// runPgbench runs TPC-B with 4 clients for seconds and returns its tps
+// and its tps of every second (-P 1).
+func runPgbench(b *testing.B, pgbench, url string, seconds int) (float64, pgbenchProgress) {
 	b.Helper()
-	out, err := exec.Command(pgbench, "-c", "4", "-j", "2", "-T", strconv.Itoa(seconds), "-n", url).CombinedOutput()
+	out, err := exec.Command(pgbench, "-c", "4", "-j", "2", "-P", "1", "-T", strconv.Itoa(seconds), "-n", url).CombinedOutput()
 	if err != nil {
 		b.Fatalf("pgbench: %v\n%s", err, out)
 	}
@@ -129,7 +138,42 @@ func runPgbench(b *testing.B, pgbench, url string, seconds int) float64 {
 		b.Fatalf("pgbench printed no tps:\n%s", out)
 	}
 	tps, _ := strconv.ParseFloat(string(m[1]), 64)
-	return tps
+	var progress pgbenchProgress
+	for _, p := range regexp.MustCompile(`progress: ([0-9.]+) s, ([0-9.]+) tps`).FindAllSubmatch(out, -1) {
+		at, _ := strconv.ParseFloat(string(p[1]), 64)
+		v, _ := strconv.ParseFloat(string(p[2]), 64)
+		progress = append(progress, pgbenchSecond{at: time.Duration(at * float64(time.Second)), tps: v})
+	}
+	return tps, progress
+}
+
+// pgbenchProgress is pgbench's tps of each second (-P 1), by the time
+// since it started.
+type pgbenchProgress []pgbenchSecond
+
+type pgbenchSecond struct {
+	at  time.Duration
+	tps float64
+}
+
+// meanUntil is the mean tps of the seconds that ended by d (all of them
+// when none did).
+func (p pgbenchProgress) meanUntil(d time.Duration) float64 {
+	var sum float64
+	n := 0
+	for _, s := range p {
+		if s.at <= d {
+			sum += s.tps
+			n++
+		}
+	}
+	if n == 0 {
+		for _, s := range p {
+			sum += s.tps
+		}
+		n = max(len(p), 1)
+	}
+	return sum / float64(n)
 }
 
 // benchDatabase creates a fresh database on the tests' server, dropped when

@@ -46,6 +46,7 @@ const poolRateFile = `-- Counts how often each row was processed, at a rate for 
 -- batch: %d
 -- partitions: %d
 -- rate: %d
+-- duty_cycle: off
 -- attempts: 5
 UPDATE counters SET n = n + 1 WHERE id BETWEEN @first AND @last;
 `

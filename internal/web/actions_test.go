@@ -166,7 +166,7 @@ func TestActions_ThrottleChangesTheRateAndRecordsIt(t *testing.T) {
 
 	r = throttle(testToken, `{"duty_cycle": 0.5, "max_replica_lag": 2000000000}`)
 	require.Equal(t, http.StatusOK, r.code, r.body)
-	require.Contains(t, r.body, `duty cycle 50%, max replica lag 2s (was duty cycle off, max replica lag 5s)`)
+	require.Contains(t, r.body, `duty cycle 50%, max replica lag 2s (was duty cycle 20%, max replica lag 5s)`)
 
 	r = throttle(testToken, `{"rate": 0}`)
 	require.Equal(t, http.StatusOK, r.code, r.body)
