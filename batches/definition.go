@@ -67,6 +67,15 @@ type Options struct {
 	// DownWhere is Where for revert runs: the rows the revert must undo are
 	// the ones Where no longer matches.
 	DownWhere string `json:"down_where,omitempty"`
+	// Verify is the SQL condition every row must satisfy once the backfill
+	// is done, checked by "enqueue verify" (verify.go); without it, verify
+	// counts the rows Where still selects.
+	Verify string `json:"verify,omitempty"`
+	// Lossy is the SQL condition of the rows whose value would not survive
+	// the backfill's conversion, and OnLoss what becomes of them: a run is
+	// refused while any exists unless OnLoss is OnLossNull (loss.go).
+	Lossy  string `json:"lossy,omitempty"`
+	OnLoss string `json:"on_loss,omitempty"`
 	// BatchSize is the number of rows per batch (BatchSizeDefault when 0);
 	// with BatchTime, the first batch's.
 	BatchSize int `json:"batch"`
@@ -195,7 +204,13 @@ func (o Options) validate() error {
 	}
 	// Empty conditions are no conditions here; a header must not leave
 	// where empty (setOption).
-	for _, c := range []struct{ key, cond string }{{"where", o.Where}, {"down_where", o.DownWhere}} {
+	if err := checkOnLoss(o.OnLoss); err != nil {
+		return err
+	}
+	if o.OnLoss != "" && o.Lossy == "" {
+		return fmt.Errorf("on_loss decides what becomes of lossy rows: set lossy too")
+	}
+	for _, c := range []struct{ key, cond string }{{"where", o.Where}, {"down_where", o.DownWhere}, {"verify", o.Verify}, {"lossy", o.Lossy}} {
 		if c.cond == "" {
 			continue
 		}

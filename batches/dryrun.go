@@ -34,6 +34,9 @@ type DryRun struct {
 	RowsAffected int64
 	// Duration is how long the step took.
 	Duration time.Duration
+	// Loss is what the loss check found (loss.go), for a forward run of a
+	// backfill with a lossy condition; nil otherwise.
+	Loss *LossReport
 }
 
 // RowsEstimated is the planner's estimate of the rows the run will cover,
@@ -103,6 +106,13 @@ func DryRunTx(ctx context.Context, tx pgx.Tx, def *Definition, dir Direction) (*
 		return nil, err
 	}
 	d := &DryRun{Definition: def, Direction: dir, Options: opts, Plan: plan}
+	if dir == DirectionUp && opts.Lossy != "" {
+		loss, err := CheckLoss(ctx, tx, opts)
+		if err != nil {
+			return nil, err
+		}
+		d.Loss = &loss
+	}
 	keyset := newKeysetQueries(opts)
 	// Every partition is probed before the batch runs: the batch may change
 	// which rows match Where.

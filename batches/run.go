@@ -95,6 +95,16 @@ func CreateRunTx(ctx context.Context, tx pgx.Tx, p NewRunParams) (*Run, []int, e
 	if err := checkStatementTx(ctx, tx, def, p.Direction); err != nil {
 		return nil, nil, err
 	}
+	// A conversion that loses data is refused unless the file decided.
+	var loss LossReport
+	if p.Direction == DirectionUp {
+		if loss, err = CheckLoss(ctx, tx, def.Options); err == nil && loss.Refused() {
+			err = lossError(def.Options, loss)
+		}
+		if err != nil {
+			return nil, nil, &FileError{Path: def.Source, Err: err}
+		}
+	}
 	stored, err := json.Marshal(storedDefinition{Options: def.Options, UpSQL: def.UpSQL, DownSQL: def.DownSQL, Source: def.Source})
 	if err != nil {
 		return nil, nil, fmt.Errorf("batches: %w", err)
@@ -118,6 +128,11 @@ RETURNING id`), def.Version, p.RunNumber, def.Name, def.Mode, p.Direction, def.C
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("batches: recording run of %s: %w", def.Label(), err)
+	}
+	if def.Options.Lossy != "" && p.Direction == DirectionUp {
+		if err := recordLossTx(ctx, tx, run.ID, p.EnqueuedBy, loss); err != nil {
+			return nil, nil, err
+		}
 	}
 	parts := make([]int, len(plan.Ranges))
 	for i, kr := range plan.Ranges {

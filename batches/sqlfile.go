@@ -272,14 +272,21 @@ func setOption(o *Options, key, value string) error {
 		o.Table, err = identifierValue(key, value, 2)
 	case "key":
 		o.Key, err = identifierValue(key, value, 1)
-	case "where", "down_where":
+	case "on_loss":
+		o.OnLoss, err = value, checkOnLoss(value)
+	case "where", "down_where", "verify", "lossy":
 		if err = checkCondition(value); err != nil {
 			err = fmt.Errorf("%s: %w", key, err)
 		}
-		if key == "where" {
+		switch key {
+		case "where":
 			o.Where = value
-		} else {
+		case "down_where":
 			o.DownWhere = value
+		case "verify":
+			o.Verify = value
+		default:
+			o.Lossy = value
 		}
 	case "batch":
 		o.BatchSize, err = positive(BatchSizeMax) // bounds as Options.validate
@@ -333,7 +340,7 @@ func setOption(o *Options, key, value string) error {
 	case "statement_timeout":
 		o.StatementTimeout, err = duration(StatementTimeoutMin, StatementTimeoutMax)
 	default:
-		err = fmt.Errorf("unknown header key %q (known: table, key, where, down_where, batch, batch_time, batch_min, batch_max, rate, duty_cycle, partitions, attempts, lock_timeout, statement_timeout, max_replica_lag, max_active_backends, max_transaction_age, throttle_query, hold_during_vacuum)", key)
+		err = fmt.Errorf("unknown header key %q (known: table, key, where, down_where, verify, lossy, on_loss, batch, batch_time, batch_min, batch_max, rate, duty_cycle, partitions, attempts, lock_timeout, statement_timeout, max_replica_lag, max_active_backends, max_transaction_age, throttle_query, hold_during_vacuum)", key)
 	}
 	return err
 }

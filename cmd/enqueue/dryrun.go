@@ -26,6 +26,13 @@ func (c *command) dryRun(ctx context.Context) error {
 
 func printDryRun(c *command, d *batches.DryRun) {
 	o := d.Options
+	if l := d.Loss; l != nil {
+		verdict := "a run may be recorded"
+		if l.Refused() {
+			verdict = `a run would be refused until the file sets "-- on_loss: null" or those rows are fixed`
+		}
+		fmt.Fprintf(c.stdout, "loss check of %s: %s; %s\n", d.Definition.Label(), l, verdict)
+	}
 	where := ""
 	if o.Where != "" {
 		where = " matching where"

@@ -89,6 +89,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		timeout := fs.Duration("timeout", 0, "give up after this long (exit 2); 0 waits for ever")
 		every := fs.Duration("progress-every", waitProgressDefault, "how often to print progress")
 		do = func(ctx context.Context) error { return c.wait(ctx, *timeout, *every) }
+	case "verify":
+		every := fs.Duration("progress-every", waitProgressDefault, "how often to print progress")
+		batch := fs.Int("batch", 0, "rows per batch (default: the backfill's batch)")
+		do = func(ctx context.Context) error { return c.verify(ctx, *every, *batch) }
 	case "revert":
 		do = c.revert
 	case "status":
@@ -102,8 +106,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		asJSON := fs.Bool("json", false, "print JSON")
 		do = func(ctx context.Context) error { return c.list(ctx, *asJSON) }
 	case "new":
-		manual := fs.Bool("manual", false, "write a manual backfill (DIR/manual)")
-		do = func(context.Context) error { return c.newBackfill(*manual) }
+		var opts newOptions
+		fs.BoolVar(&opts.manual, "manual", false, "write a manual backfill (DIR/manual)")
+		fs.StringVar(&opts.copyColumn, "copy-column", "", "TABLE.OLD:NEW: write the expand/contract kit of a column copy")
+		fs.StringVar(&opts.newType, "type", "", "the copy's type (default: the old column's)")
+		fs.StringVar(&opts.sqlDir, "sql-dir", ".", "where the expand and contract SQL files go")
+		do = func(ctx context.Context) error { return c.newBackfill(ctx, opts) }
 	default:
 		return cli.Usagef("unknown command %q", name)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -18,7 +19,15 @@ import (
 // versionLayout is the UTC timestamp new files are versioned with.
 const versionLayout = "20060102150405"
 
-func (c *command) newBackfill(manual bool) error {
+// newOptions are the flags of "enqueue new".
+type newOptions struct {
+	manual     bool
+	copyColumn string // TABLE.OLD:NEW, for the expand/contract kit
+	newType    string // the copy's type (--type)
+	sqlDir     string // where the expand and contract files go
+}
+
+func (c *command) newBackfill(ctx context.Context, opts newOptions) error {
 	if len(c.args) != 1 {
 		return cli.Usagef("new takes one NAME argument, got %d", len(c.args))
 	}
@@ -26,12 +35,84 @@ func (c *command) newBackfill(manual bool) error {
 	if !batches.ValidName(name) {
 		return cli.Usagef("new: NAME %q must be lower-case letters, digits and underscores, starting with a letter or digit", name)
 	}
-	path, err := createBackfillFile(c.settings.Dir, name, manual, time.Now(), goVersions())
+	if opts.copyColumn == "" {
+		if opts.newType != "" {
+			return cli.Usagef("new: --type goes with --copy-column")
+		}
+		path, err := createBackfillFile(c.settings.Dir, name, opts.manual, time.Now(), goVersions(),
+			func(version int64) string { return backfillTemplate(version, name, opts.manual) })
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(c.stdout, path)
+		fmt.Fprintln(c.stderr, "edit the CHANGE_ME placeholders, then try it with: enqueue run", versionOf(path), "--dry-run")
+		return nil
+	}
+	return c.newCopyColumn(ctx, name, opts)
+}
+
+// newCopyColumn writes the three files of a column copy: the backfill, and
+// its expand and contract SQL in opts.sqlDir.
+func (c *command) newCopyColumn(ctx context.Context, name string, opts newOptions) error {
+	table, old, newCol, err := parseCopyColumn(opts.copyColumn)
 	if err != nil {
 		return err
 	}
+	pool, err := c.settings.OpenPool(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	var cc *copyColumn
+	if err := c.read(ctx, pool, func(q batches.Querier) (err error) {
+		cc, err = inspectCopyColumn(ctx, q, table, old, newCol, opts.newType)
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(opts.sqlDir, 0o755); err != nil {
+		return fmt.Errorf("new: creating --sql-dir: %w", err)
+	}
+	var expand, contract string
+	path, err := createBackfillFile(c.settings.Dir, name, opts.manual, time.Now(), goVersions(), func(version int64) string {
+		prefix := filepath.Join(opts.sqlDir, fmt.Sprintf("%d_%s", version, name))
+		expand, contract = prefix+".expand.sql", prefix+".contract.sql"
+		return cc.backfillSQL(version, name, opts.manual)
+	})
+	if err != nil {
+		return err
+	}
+	version, _ := strconv.ParseInt(versionOf(path), 10, 64)
+	for _, f := range []struct{ path, content string }{
+		{expand, cc.expandSQL(version, name)}, {contract, cc.contractSQL(version, name)},
+	} {
+		if err := writeNewFile(f.path, f.content); err != nil {
+			_ = os.Remove(path) // all three or none
+			return err
+		}
+	}
+	fmt.Fprintln(c.stdout, expand)
 	fmt.Fprintln(c.stdout, path)
-	fmt.Fprintln(c.stderr, "edit the CHANGE_ME placeholders, then try it with: enqueue run", versionOf(path), "--dry-run")
+	fmt.Fprintln(c.stdout, contract)
+	fmt.Fprintf(c.stderr, "review the three files: the expand SQL goes into your application's schema migration (deploy 1),\n"+
+		"then \"enqueue run %d --dry-run\"; the contract SQL comes last, after \"enqueue wait %d && enqueue verify %d\"\n", version, version, version)
+	return nil
+}
+
+// writeNewFile writes a file that must not exist yet.
+func writeNewFile(path, content string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("new: %w", err)
+	}
+	_, err = f.WriteString(content)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+		return fmt.Errorf("new: writing %s: %w", path, err)
+	}
 	return nil
 }
 
@@ -47,12 +128,12 @@ func goVersions() map[int64]bool {
 
 var leadingVersion = regexp.MustCompile(`^([0-9]+)_`)
 
-// createBackfillFile writes the template of a new backfill to
+// createBackfillFile writes the content of a new backfill to
 // dir/<version>_<name>.sql (dir/manual/... when manual) and returns its path.
 // The version is now as a UTC timestamp, or the next free second when a file
 // in dir or dir/manual, or a version in taken, has it already. It never
 // overwrites a file.
-func createBackfillFile(dir, name string, manual bool, now time.Time, taken map[int64]bool) (string, error) {
+func createBackfillFile(dir, name string, manual bool, now time.Time, taken map[int64]bool, content func(version int64) string) (string, error) {
 	for _, sub := range []string{dir, filepath.Join(dir, batches.ManualDir)} {
 		entries, err := os.ReadDir(sub)
 		if os.IsNotExist(err) {
@@ -95,7 +176,7 @@ func createBackfillFile(dir, name string, manual bool, now time.Time, taken map[
 		if err != nil {
 			return "", fmt.Errorf("creating backfill file: %w", err)
 		}
-		_, err = f.WriteString(backfillTemplate(version, name, manual))
+		_, err = f.WriteString(content(version))
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}

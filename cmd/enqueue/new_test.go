@@ -219,7 +219,7 @@ func TestNew_SkipsTheVersionsOfGoBackfills(t *testing.T) {
 	goVersion := (&jobs.FeatureFlagsToRedis{}).Version()
 	at, err := time.Parse(versionLayout, strconv.FormatInt(goVersion, 10))
 	require.NoError(t, err)
-	path, err := createBackfillFile(dir, "flags_again", false, at, goVersions())
+	path, err := createBackfillFile(dir, "flags_again", false, at, goVersions(), templateOf("flags_again"))
 	require.NoError(t, err)
 	require.Equal(t, filepath.Join(dir, strconv.FormatInt(goVersion+1, 10)+"_flags_again.sql"), path)
 
@@ -230,7 +230,7 @@ func TestNew_SkipsTheVersionsOfGoBackfills(t *testing.T) {
 	// A timestamp at the end of a minute carries over to the next one.
 	at = time.Date(2026, 12, 31, 23, 59, 59, 0, time.UTC)
 	taken := map[int64]bool{20261231235959: true}
-	path, err = createBackfillFile(dir, "new_year", false, at, taken)
+	path, err = createBackfillFile(dir, "new_year", false, at, taken, templateOf("new_year"))
 	require.NoError(t, err)
 	require.Equal(t, filepath.Join(dir, "20270101000000_new_year.sql"), path)
 }
@@ -270,4 +270,9 @@ func TestNew_BadInput(t *testing.T) {
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	require.Empty(t, entries, "nothing was written")
+}
+
+// templateOf is the content function of an automatic template named name.
+func templateOf(name string) func(int64) string {
+	return func(version int64) string { return backfillTemplate(version, name, false) }
 }

@@ -38,6 +38,11 @@ Commands:
                        cancelled: exit 1; timeout: exit 2
       --timeout D      give up after D (e.g. 30m); default: wait for ever
       --progress-every D  how often to print progress (default 5s)
+  verify VERSION       check every row of the backfill's table against its verify condition
+                       (or: not selected by its where condition), at its run's pace; print
+                       the count and first keys of rows that disagree: exit 1 when any does
+      --batch N        rows per read-only batch (default: the backfill's batch)
+      --progress-every D  how often to print progress (default 5s)
   status [VERSION]     show runs: state, progress bar, rows/s, ETA, failures, what holds them back
       --json           print a JSON array instead of a table
       --watch          redraw every --interval (default 1s) until every run shown is finished
@@ -45,6 +50,10 @@ Commands:
       --json           print a JSON array instead of a table
   new NAME             write DIR/<UTC timestamp>_NAME.sql, a commented template to edit
       --manual         write it to DIR/manual (enqueued only by "run")
+      --copy-column TABLE.OLD:NEW  instead, the expand/contract kit of a column rename
+                       or type change, read from the database: the backfill, and
+                       <version>_NAME.expand.sql and .contract.sql in --sql-dir (default .)
+      --type TYPE      the new column's type (default: the old column's)
 
 Shared flags (flag, then environment, then default):
   --database-url URL   PostgreSQL (DATABASE_URL; default ` + cli.DatabaseURLDefault + `)
@@ -60,11 +69,13 @@ Examples:
   enqueue migrate && enqueue pending
   enqueue run 20260301120200
   enqueue new fill_prices --manual
+  enqueue new rename_price --copy-column orders.price:price_cents --type bigint --sql-dir db/migrations
   enqueue run 20260301120100 --dry-run
   enqueue status --json
   enqueue retry 20260301120100
   enqueue throttle 20260301120100 --rate 2000
   enqueue wait 20260301120000 20260301120100 --timeout 30m && deploy-the-next-step
+  enqueue wait 20260301120100 && enqueue verify 20260301120100 && deploy-the-contract-step
 `
 
 // help is "enqueue help [COMMAND]": the whole usage, or one command's.
