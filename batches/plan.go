@@ -103,7 +103,7 @@ WHERE c.oid = to_regclass($1)`, table, o.Key).Scan(&keyType, &estimate, &schema,
 				Rows float64 `json:"Plan Rows"`
 			}
 		}
-		if err := q.QueryRow(ctx, fmt.Sprintf("EXPLAIN (FORMAT JSON) SELECT 1 FROM %s WHERE (%s\n)", table, cmp.Or(o.Where, "true"))).Scan(&explained); err != nil {
+		if err := q.QueryRow(ctx, fmt.Sprintf("EXPLAIN (FORMAT JSON) SELECT 1 FROM %s t WHERE (%s\n)", table, cmp.Or(o.Where, "true"))).Scan(&explained); err != nil {
 			return nil, fmt.Errorf("batches: the where condition of %s does not work: %w", o.Table, withSQLState(err))
 		}
 		if len(explained) == 1 {

@@ -125,9 +125,12 @@ func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
 func (cc *copyColumn) tableName() string { return pgx.Identifier{cc.schema, cc.table}.Sanitize() }
 
 // objectName is the name of one of the copy's own objects (the conversion,
-// the trigger): table_new_suffix, cut with a hash to PostgreSQL's 63 bytes.
-func (cc *copyColumn) objectName(suffix string) string {
-	base := cc.table + "_" + cc.new
+// the trigger): table_new_suffix.
+func (cc *copyColumn) objectName(suffix string) string { return shortName(cc.table+"_"+cc.new, suffix) }
+
+// shortName is base_suffix, base cut with a hash of it to fit PostgreSQL's
+// 63 bytes.
+func shortName(base, suffix string) string {
 	if len(base)+len(suffix)+1 > 63 {
 		sum := sha256.Sum256([]byte(base))
 		base = base[:63-len(suffix)-1-9] + "_" + hex.EncodeToString(sum[:])[:8]
@@ -171,9 +174,10 @@ ALTER TABLE %[7]s ADD COLUMN %[8]s %[9]s;
 -- The conversion, shared by the trigger, the backfill and "enqueue verify":
 -- NULL for a value that does not survive it (it does not come back unchanged
 -- when converted back, or does not convert at all). The backfill's lossy
--- condition counts those rows before a run is recorded.
+-- condition counts those rows before a run is recorded. (Not PARALLEL SAFE:
+-- its exception block is a subtransaction, which parallel workers cannot run.)
 CREATE FUNCTION %[1]s(v %[2]s) RETURNS %[3]s
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
 	IF v IS NULL OR v::%[3]s::%[2]s IS DISTINCT FROM v THEN
 		RETURN NULL;
@@ -229,6 +233,10 @@ func (cc *copyColumn) typeFlag() string {
 // backfillSQL is the backfill file: batches of the rows whose copy differs.
 func (cc *copyColumn) backfillSQL(version int64, name string, manual bool) string {
 	o, n, k := ident(cc.old), ident(cc.new), ident(cc.key)
+	// Not copied yet: from the expand on, the trigger keeps every copy it
+	// writes in step, so a row needs the backfill only while its copy is
+	// NULL. A cheap test: the conversion runs only for those rows.
+	uncopied := fmt.Sprintf("%s IS NULL AND %s IS NOT NULL", n, o)
 	differs := fmt.Sprintf("%s IS DISTINCT FROM %s", n, cc.convert(o))
 	what := "a rename: the same type"
 	if cc.converts() {
@@ -254,17 +262,18 @@ func (cc *copyColumn) backfillSQL(version int64, name string, manual bool) strin
 --
 -- Deploy 1 runs the expand file: the column, and the trigger that keeps it in
 -- step from then on. This backfill copies the rows written before it; %[8]s.
--- Batches take only the rows whose copy differs, so a second pass is cheap,
--- and "enqueue verify %[1]d" checks every row before the contract step.
+-- Batches take only the rows not copied yet (the trigger keeps every copy
+-- it writes in step), so a second pass is cheap, and "enqueue verify %[1]d"
+-- checks every row before the contract step.
 -- table: %[3]s
 -- key: %[9]s
--- where: %[10]s
+-- where: %[16]s
 -- verify: %[11]s IS NOT DISTINCT FROM %[12]s
 %[13]sUPDATE %[14]s
 SET %[11]s = %[12]s
-WHERE %[15]s BETWEEN @first AND @last AND %[10]s;
+WHERE %[15]s BETWEEN @first AND @last AND %[16]s AND %[10]s;
 `, version, name, cc.schema+"."+cc.table, cc.old, cc.new, what, cc.typeFlag(), when,
-		cc.key, differs, n, cc.convert(o), lossy, cc.tableName(), k)
+		cc.key, differs, n, cc.convert(o), lossy, cc.tableName(), k, uncopied)
 }
 
 // contractSQL is the last deploy's schema change.
@@ -286,7 +295,9 @@ DROP FUNCTION %[7]s();
 		c := ident(cc.objectName("not_null"))
 		fmt.Fprintf(&b, `
 -- %[1]s was NOT NULL; so becomes %[2]s, without a long lock: the check is
--- validated while writes go on, and SET NOT NULL then uses it.
+-- validated while writes go on, and SET NOT NULL then uses it. Rows whose
+-- value did not survive a type change (on_loss: null) have NULL copies: the
+-- validation then fails and rolls this back; fix those rows first.
 ALTER TABLE %[3]s ADD CONSTRAINT %[4]s CHECK (%[2]s IS NOT NULL) NOT VALID;
 ALTER TABLE %[3]s VALIDATE CONSTRAINT %[4]s;
 ALTER TABLE %[3]s ALTER COLUMN %[2]s SET NOT NULL;

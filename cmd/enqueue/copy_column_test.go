@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -167,4 +168,70 @@ func queryText(t *testing.T, pool *pgxpool.Pool, sql string) string {
 	var s string
 	require.NoError(t, pool.QueryRow(context.Background(), sql).Scan(&s))
 	return s
+}
+
+// tablesAgree counts the rows of a and b that the other lacks or has
+// otherwise.
+func tablesAgree(t *testing.T, pool *pgxpool.Pool, a, b string) int64 {
+	t.Helper()
+	return queryCount(t, pool, `SELECT count(*) FROM ((TABLE `+a+` EXCEPT TABLE `+b+`) UNION ALL (TABLE `+b+` EXCEPT TABLE `+a+`)) d`)
+}
+
+// A table rename through the whole kit: writes to either table are mirrored
+// into the other, the backfill copies the rows from before the expand,
+// verify agrees, and after the contract the new table keeps its sequence.
+func TestCopyTable_RenameEndToEnd(t *testing.T) {
+	t.Parallel()
+	url, pool := testdb.New(t)
+	testdb.Exec(t, pool, `CREATE TABLE orders (id serial PRIMARY KEY, customer text NOT NULL, total numeric CHECK (total >= 0), note text);
+INSERT INTO orders (customer, total) SELECT 'c' || g, g * 1.5 FROM generate_series(1, 2500) g;
+ANALYZE orders;`)
+	dir, sqlDir := t.TempDir(), t.TempDir()
+	env := map[string]string{"DATABASE_URL": url, "BACKFILL_DIR": dir}
+	out, errOut, err := runCLI(t, env, "new", "rename_orders", "--copy-table", "orders:purchases", "--sql-dir", sqlDir)
+	require.NoError(t, err, errOut)
+	paths := strings.Fields(out)
+	require.Len(t, paths, 3)
+	expand, contract, version := paths[0], paths[2], versionOf(paths[1])
+
+	applySQL(t, pool, expand)
+	testdb.Exec(t, pool, `INSERT INTO orders (customer, total) VALUES ('new-old', 1);
+INSERT INTO purchases (customer, total) VALUES ('new-new', 2);
+UPDATE orders SET note = 'via old' WHERE id = 10;
+UPDATE purchases SET note = 'via new' WHERE id = 2502;
+DELETE FROM orders WHERE id = 2501;
+UPDATE orders SET id = 9000 WHERE id = 20;`)
+	require.Equal(t, []int64{10, 2502, 9000}, queryInts(t, pool, `SELECT id FROM purchases ORDER BY id`),
+		"the rows written since the expand, through either table; 2501 deleted through the old one, 20 moved to 9000")
+	require.Equal(t, "via new", queryText(t, pool, `SELECT note FROM orders WHERE id = 2502`))
+	_, _, err = runCLI(t, env, "verify", version)
+	require.Equal(t, 1, cli.ExitCode(err), "%v", err)
+	require.Contains(t, err.Error(), "2498 of 2501 rows of public.orders disagree", "all but 10, 2502 and 9000")
+
+	_, _, err = runCLI(t, env, "pending")
+	require.NoError(t, err)
+	startWorkers(t, url, 2)
+	_, _, err = runCLI(t, env, "wait", version, "--timeout", "25s")
+	require.NoError(t, err)
+	out, _, err = runCLI(t, env, "verify", version)
+	require.NoError(t, err)
+	require.Contains(t, out, "all 2501 rows of public.orders agree")
+	require.Zero(t, tablesAgree(t, pool, "orders", "purchases"), "the two tables hold the same rows")
+	require.Equal(t, "via old", queryText(t, pool, `SELECT note FROM purchases WHERE id = 10`))
+
+	applySQL(t, pool, contract)
+	require.Zero(t, queryCount(t, pool, `SELECT count(*) FROM pg_class WHERE relname = 'orders'`))
+	testdb.Exec(t, pool, `INSERT INTO purchases (customer, total) VALUES ('after', 3)`)
+	require.Equal(t, int64(2503), queryCount(t, pool, `SELECT max(id) FROM purchases WHERE id < 9000`), "the serial's sequence moved to the new table")
+	_, err = pool.Exec(context.Background(), `INSERT INTO purchases (customer, total) VALUES ('bad', -1)`)
+	require.ErrorContains(t, err, "check constraint", "constraints came along")
+}
+
+func queryInts(t *testing.T, pool *pgxpool.Pool, sql string) []int64 {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), sql)
+	require.NoError(t, err)
+	out, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	require.NoError(t, err)
+	return out
 }

@@ -109,6 +109,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		var opts newOptions
 		fs.BoolVar(&opts.manual, "manual", false, "write a manual backfill (DIR/manual)")
 		fs.StringVar(&opts.copyColumn, "copy-column", "", "TABLE.OLD:NEW: write the expand/contract kit of a column copy")
+		fs.StringVar(&opts.copyTable, "copy-table", "", "OLD:NEW: write the expand/contract kit of a table copy")
 		fs.StringVar(&opts.newType, "type", "", "the copy's type (default: the old column's)")
 		fs.StringVar(&opts.sqlDir, "sql-dir", ".", "where the expand and contract SQL files go")
 		do = func(ctx context.Context) error { return c.newBackfill(ctx, opts) }

@@ -23,6 +23,7 @@ const versionLayout = "20060102150405"
 type newOptions struct {
 	manual     bool
 	copyColumn string // TABLE.OLD:NEW, for the expand/contract kit
+	copyTable  string // OLD:NEW, the same for a table
 	newType    string // the copy's type (--type)
 	sqlDir     string // where the expand and contract files go
 }
@@ -35,10 +36,13 @@ func (c *command) newBackfill(ctx context.Context, opts newOptions) error {
 	if !batches.ValidName(name) {
 		return cli.Usagef("new: NAME %q must be lower-case letters, digits and underscores, starting with a letter or digit", name)
 	}
-	if opts.copyColumn == "" {
-		if opts.newType != "" {
-			return cli.Usagef("new: --type goes with --copy-column")
-		}
+	switch {
+	case opts.copyColumn != "" && opts.copyTable != "":
+		return cli.Usagef("new: give --copy-column or --copy-table, not both")
+	case opts.newType != "" && opts.copyColumn == "":
+		return cli.Usagef("new: --type goes with --copy-column")
+	}
+	if opts.copyColumn == "" && opts.copyTable == "" {
 		path, err := createBackfillFile(c.settings.Dir, name, opts.manual, time.Now(), goVersions(),
 			func(version int64) string { return backfillTemplate(version, name, opts.manual) })
 		if err != nil {
@@ -48,14 +52,42 @@ func (c *command) newBackfill(ctx context.Context, opts newOptions) error {
 		fmt.Fprintln(c.stderr, "edit the CHANGE_ME placeholders, then try it with: enqueue run", versionOf(path), "--dry-run")
 		return nil
 	}
-	return c.newCopyColumn(ctx, name, opts)
+	return c.newKit(ctx, name, opts)
 }
 
-// newCopyColumn writes the three files of a column copy: the backfill, and
-// its expand and contract SQL in opts.sqlDir.
-func (c *command) newCopyColumn(ctx context.Context, name string, opts newOptions) error {
+// kit is the three files of an expand/contract change.
+type kit interface {
+	expandSQL(version int64, name string) string
+	backfillSQL(version int64, name string, manual bool) string
+	contractSQL(version int64, name string) string
+}
+
+// readKit reads from the database what the kit of a column or table copy
+// needs.
+func readKit(ctx context.Context, q batches.Querier, opts newOptions) (kit, error) {
+	if opts.copyTable != "" {
+		old, newTable, err := parseCopyTable(opts.copyTable)
+		if err != nil {
+			return nil, err
+		}
+		return inspectCopyTable(ctx, q, old, newTable)
+	}
 	table, old, newCol, err := parseCopyColumn(opts.copyColumn)
 	if err != nil {
+		return nil, err
+	}
+	return inspectCopyColumn(ctx, q, table, old, newCol, opts.newType)
+}
+
+// newKit writes the three files of a column or table copy: the backfill,
+// and its expand and contract SQL in opts.sqlDir.
+func (c *command) newKit(ctx context.Context, name string, opts newOptions) error {
+	// Bad flags fail before connecting.
+	if opts.copyTable != "" {
+		if _, _, err := parseCopyTable(opts.copyTable); err != nil {
+			return err
+		}
+	} else if _, _, _, err := parseCopyColumn(opts.copyColumn); err != nil {
 		return err
 	}
 	pool, err := c.settings.OpenPool(ctx)
@@ -63,9 +95,9 @@ func (c *command) newCopyColumn(ctx context.Context, name string, opts newOption
 		return err
 	}
 	defer pool.Close()
-	var cc *copyColumn
+	var cc kit
 	if err := c.read(ctx, pool, func(q batches.Querier) (err error) {
-		cc, err = inspectCopyColumn(ctx, q, table, old, newCol, opts.newType)
+		cc, err = readKit(ctx, q, opts)
 		return err
 	}); err != nil {
 		return err

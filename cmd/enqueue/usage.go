@@ -54,6 +54,8 @@ Commands:
                        or type change, read from the database: the backfill, and
                        <version>_NAME.expand.sql and .contract.sql in --sql-dir (default .)
       --type TYPE      the new column's type (default: the old column's)
+      --copy-table OLD:NEW  the same for a table rename: NEW like OLD, triggers that
+                       mirror writes both ways, the copy, then OLD dropped
 
 Shared flags (flag, then environment, then default):
   --database-url URL   PostgreSQL (DATABASE_URL; default ` + cli.DatabaseURLDefault + `)
