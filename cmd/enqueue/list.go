@@ -68,8 +68,14 @@ func (c *command) list(ctx context.Context, asJSON bool) error {
 			}
 			state += ")"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Version, e.Name, e.Mode, e.Source,
-			yesNo(e.Revertible, "yes", "no"), state, yesNo(e.Drifted, "changed since enqueued", "-"))
+		// "file" or "go": the file's path (in the JSON) follows from the
+		// version, name and mode, and would not fit a terminal.
+		source := "file"
+		if e.Source == batches.SourceGo {
+			source = "go"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Version, e.Name, e.Mode, source,
+			yesNo(e.Revertible, "yes", "no"), state, yesNo(e.Drifted, "changed", "-"))
 	}
 	return tw.Flush()
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -41,6 +42,10 @@ type command struct {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	args, err := commandFirst(args, getenv)
+	if err != nil {
+		return err
+	}
 	switch {
 	case len(args) == 0:
 		return cli.Usagef("a command is required")
@@ -48,8 +53,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return help(stdout, args[1:])
 	case args[0] == "-h" || args[0] == "-help" || args[0] == "--help":
 		return help(stdout, nil)
+	case args[0] == "--version" || args[0] == "-version" || args[0] == "version":
+		fmt.Fprintln(stdout, cli.Version("enqueue"))
+		return nil
+	case args[0] == "completion":
+		return completion(stdout, args[1:])
 	}
 	name, args := args[0], args[1:]
+	c, fs, do, err := newCommand(name, getenv, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	if c.args, err = cli.ParseArgs(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return cli.Usagef("%s: %v", name, err)
+	}
+	if c.timeouts.Lock < 10*time.Millisecond || c.timeouts.Statement < 10*time.Millisecond {
+		return cli.Usagef("%s: --lock-timeout and --statement-timeout must be at least 10ms, got %s and %s", name, c.timeouts.Lock, c.timeouts.Statement)
+	}
+	return explainTimeout(do(ctx), c.timeouts)
+}
+
+// newCommand is command name with its flags, and what it does once they
+// are parsed.
+func newCommand(name string, getenv func(string) string, stdout, stderr io.Writer) (*command, *flag.FlagSet, func(context.Context) error, error) {
 	fs := flag.NewFlagSet("enqueue "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stdout, commandUsage(name)) }
@@ -114,19 +143,41 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fs.StringVar(&opts.sqlDir, "sql-dir", ".", "where the expand and contract SQL files go")
 		do = func(ctx context.Context) error { return c.newBackfill(ctx, opts) }
 	default:
-		return cli.Usagef("unknown command %q", name)
+		return nil, nil, nil, cli.Usagef("unknown command %q", name)
 	}
-	var err error
-	if c.args, err = cli.ParseArgs(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return cli.Usagef("%s: %v", name, err)
+	return c, fs, do, nil
+}
+
+// commandFirst moves the shared flags given before the command after it,
+// so that "enqueue --dir X status" works as "enqueue status --dir X" does:
+// every command takes them.
+func commandFirst(args []string, getenv func(string) string) ([]string, error) {
+	if len(args) == 0 || !strings.HasPrefix(args[0], "-") {
+		return args, nil
 	}
-	if c.timeouts.Lock < 10*time.Millisecond || c.timeouts.Statement < 10*time.Millisecond {
-		return cli.Usagef("%s: --lock-timeout and --statement-timeout must be at least 10ms, got %s and %s", name, c.timeouts.Lock, c.timeouts.Statement)
+	switch args[0] {
+	case "-h", "-help", "--help", "-version", "--version":
+		return args, nil
 	}
-	return explainTimeout(do(ctx), c.timeouts)
+	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	var (
+		settings cli.Settings
+		timeouts batches.Timeouts
+	)
+	settings.Bind(fs, getenv, true)
+	fs.DurationVar(&timeouts.Lock, "lock-timeout", 0, "")
+	fs.DurationVar(&timeouts.Statement, "statement-timeout", 0, "")
+	if err := fs.Parse(args); err != nil {
+		return nil, cli.Usagef("%v (before the command, only the shared flags: run \"enqueue help\")", err)
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		return nil, cli.Usagef("a command is required after the flags")
+	}
+	global := args[:len(args)-len(rest)]
+	return append(append([]string{rest[0]}, global...), rest[1:]...), nil
 }
 
 // explainTimeout says which bound a step ran into, and that nothing was

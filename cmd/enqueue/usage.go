@@ -8,8 +8,8 @@ import (
 	"github.com/backfill/backfill/internal/cli"
 )
 
-const usage = `Usage: enqueue COMMAND [flags] [args]
-("enqueue help COMMAND" shows one command)
+const usage = `Usage: enqueue [shared flags] COMMAND [flags] [args]
+("enqueue help COMMAND" shows one command; "enqueue --version" the build)
 
 Commands:
   migrate              install or upgrade River's schema and the version table
@@ -45,17 +45,21 @@ Commands:
       --progress-every D  how often to print progress (default 5s)
   status [VERSION]     show runs: state, progress bar, rows/s, ETA, failures, what holds them back
       --json           print a JSON array instead of a table
-      --watch          redraw every --interval (default 1s) until every run shown is finished
+      --watch          redraw the table until every run shown is finished
+      --interval D     how often --watch redraws (default 1s)
   list                 every backfill (files and Go): mode, source, down step, state, drift
       --json           print a JSON array instead of a table
+  completion SHELL     print a completion script for bash or zsh:
+                       source <(enqueue completion bash)
   new NAME             write DIR/<UTC timestamp>_NAME.sql, a commented template to edit
       --manual         write it to DIR/manual (enqueued only by "run")
       --copy-column TABLE.OLD:NEW  instead, the expand/contract kit of a column rename
                        or type change, read from the database: the backfill, and
-                       <version>_NAME.expand.sql and .contract.sql in --sql-dir (default .)
+                       <version>_NAME.expand.sql and .contract.sql
       --type TYPE      the new column's type (default: the old column's)
       --copy-table OLD:NEW  the same for a table rename: NEW like OLD, triggers that
                        mirror writes both ways, the copy, then OLD dropped
+      --sql-dir DIR    where the expand and contract SQL go (default .)
 
 Shared flags (flag, then environment, then default):
   --database-url URL   PostgreSQL (DATABASE_URL; default ` + cli.DatabaseURLDefault + `)

@@ -59,6 +59,8 @@ Flags (flag, then environment, then default):
   --http-token TOKEN      lets the page pause, resume, cancel and retry runs for requests that
                           carry this bearer token (HTTP_TOKEN); without it the page is read-only
 
+  --version               print the build (module version or commit, Go version) and exit
+
 Examples:
   worker --concurrency 8
   DATABASE_URL=postgres://app@db/app REDIS_URL=redis://cache:6379 worker --log-level debug
@@ -94,12 +96,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.DurationVar(&timeouts.IdleInTransaction, "idle-in-transaction-timeout", batches.IdleInTransactionDefault, "longest a batch's transaction may sit idle")
 	httpAddr := fs.String("http", "", "serve the web page, /metrics and /healthz on this address")
 	httpToken := fs.String("http-token", getenv("HTTP_TOKEN"), "bearer token that enables the page's actions (env HTTP_TOKEN)")
+	version := fs.Bool("version", false, "print the build and exit")
 	rest, err := cli.ParseArgs(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return cli.Usagef("%v", err)
+	}
+	if *version {
+		fmt.Fprintln(stdout, cli.Version("worker"))
+		return nil
 	}
 	if len(rest) > 0 {
 		return cli.Usagef("worker takes no arguments, got %q", rest[0])
