@@ -125,6 +125,16 @@ func (s *RunStatus) explain() {
 	if s.State != StateCompleted && s.RowsDone >= s.RowsEstimated {
 		s.RowsEstimated = 0
 	}
+	// A paused run moves no rows: no speed that decays as the window
+	// slides past its last batches, and so no ETA.
+	if s.State == StatePaused {
+		s.RowsPerSecond, s.BusyShare = 0, 0
+	}
+	// The speed cannot be above the rate in force: a first second that
+	// held every partition's first batch does not make the ETA too short.
+	if s.Rate > 0 {
+		s.RowsPerSecond = min(s.RowsPerSecond, s.Rate)
+	}
 	if s.State.Active() && s.RowsPerSecond > 0 && s.RowsEstimated > 0 {
 		eta := float64(max(s.RowsEstimated-s.RowsDone, 0)) / s.RowsPerSecond
 		s.ETASeconds = &eta
