@@ -131,6 +131,10 @@ func newCommand(name string, getenv func(string) string, stdout, stderr io.Write
 		do = func(ctx context.Context) error {
 			return c.status(ctx, statusOptions{asJSON: *asJSON, watch: *watch, interval: *interval})
 		}
+	case "doctor":
+		asJSON := fs.Bool("json", false, "print JSON")
+		idleLimit := fs.Duration("idle-limit", time.Minute, "how long a backfill session may sit idle in a transaction")
+		do = func(ctx context.Context) error { return c.doctor(ctx, *asJSON, *idleLimit) }
 	case "list":
 		asJSON := fs.Bool("json", false, "print JSON")
 		do = func(ctx context.Context) error { return c.list(ctx, *asJSON) }
