@@ -1,12 +1,14 @@
 package web
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/backfill/backfill/batches"
@@ -93,4 +95,60 @@ func TestMetrics_CountWhatARealWorkerDid(t *testing.T) {
 		return r.code == http.StatusOK
 	}, 5*time.Second, 10*time.Millisecond, "metrics never matched the run's counters: %v", want)
 	require.NotContains(t, r.body, "backfill_batches_failed_total"+l)
+}
+
+// /metrics carries each version's latest run as gauges read from the
+// version table, and the live workers: all a dashboard and alerts need.
+func TestMetrics_RunGauges(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 3000, "-- rate: 100\n-- batch: 10\n-- duty_cycle: off\n")
+	h := f.handler(t, "", nil)
+	const l = `direction="up",name="touch",run="1",version="9"`
+	// Exposition sorts the labels: the extra one falls in between.
+	state := func(s string) string {
+		return `backfill_run_state{direction="up",name="touch",run="1",state="` + s + `",version="9"} 1`
+	}
+	held := func(reason string) string {
+		return `backfill_run_held_back{direction="up",name="touch",reason="` + reason + `",run="1",version="9"} 1`
+	}
+	r := call(t, h, http.MethodGet, "/metrics", "")
+	require.Equal(t, http.StatusOK, r.code)
+	for _, line := range []string{
+		"backfill_run_gauges_up 1",
+		"backfill_workers_alive 0",
+		state("pending"),
+		`backfill_run_rows_estimated{` + l + `} 3000`,
+		`backfill_run_rows_done{` + l + `} 0`,
+		`backfill_run_rate_limit{` + l + `} 100`,
+		`backfill_run_duty_cycle{` + l + `} 0`,
+		held("no worker is alive"),
+	} {
+		require.Contains(t, r.body, line+"\n")
+	}
+	require.NotContains(t, r.body, "backfill_run_eta_seconds{", "no ETA while unknown")
+
+	// Worked: a live worker, rows done, the rate holding it back, an ETA.
+	f.startWorker(t, nil)
+	require.Eventually(t, func() bool {
+		r = call(t, h, http.MethodGet, "/metrics", "")
+		return strings.Contains(r.body, state("running")) &&
+			strings.Contains(r.body, "backfill_run_eta_seconds{"+l+"}") && strings.Contains(r.body, "backfill_workers_alive 1\n")
+	}, 15*time.Second, 100*time.Millisecond, "the gauges of a running run never showed")
+	require.Contains(t, r.body, held("rate limit (100 rows/s)"))
+
+	// The table gone: the scrape says so rather than failing.
+	h2, err := New(Config{Pool: closedPool(t, f.url), Logger: testLogger()})
+	require.NoError(t, err)
+	r = call(t, h2, http.MethodGet, "/metrics", "")
+	require.Equal(t, http.StatusOK, r.code)
+	require.Contains(t, r.body, "backfill_run_gauges_up 0\n")
+}
+
+// closedPool is a pool on url that is already closed: every query fails.
+func closedPool(t *testing.T, url string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), url)
+	require.NoError(t, err)
+	pool.Close()
+	return pool
 }

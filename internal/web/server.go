@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/backfill/backfill/jobs"
 )
@@ -71,6 +72,12 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
+	}
+	// The runs' gauges, read from the version table when scraped; once per
+	// registry, however many handlers share it.
+	var already prometheus.AlreadyRegisteredError
+	if err := cfg.Metrics.Registry().Register(runGauges{pool: cfg.Pool}); err != nil && !errors.As(err, &already) {
+		return nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
