@@ -152,34 +152,30 @@ FROM pg_stat_activity
 WHERE state IN ('idle in transaction', 'idle in transaction (aborted)') AND application_name = 'backfill'
 	AND state_change < now() - $1::interval AND pid <> pg_backend_pid()
 ORDER BY state_change`, p.IdleLimit)
-	if err != nil {
+	type leak struct {
+		pid   int32
+		idle  float64
+		query string
+	}
+	var leaks []leak
+	if err == nil {
+		leaks, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (leak, error) {
+			var l leak
+			return l, r.Scan(&l.pid, &l.idle, &l.query)
+		})
+	}
+	switch {
+	case err != nil:
 		failed("locks", err)
-	} else {
-		var leaks []string
-		var firstPID int32
-		for rows.Next() {
-			var (
-				pid   int32
-				idle  float64
-				query string
-			)
-			if err := rows.Scan(&pid, &idle, &query); err != nil {
-				rows.Close()
-				failed("locks", err)
-				break
-			}
-			if firstPID == 0 {
-				firstPID = pid
-			}
-			leaks = append(leaks, fmt.Sprintf("pid %d idle in a transaction for %.0fs after %q", pid, idle, query))
+	case len(leaks) > 0:
+		described := make([]string, len(leaks))
+		for i, l := range leaks {
+			described[i] = fmt.Sprintf("pid %d idle in a transaction for %.0fs after %q", l.pid, l.idle, l.query)
 		}
-		rows.Close()
-		if len(leaks) > 0 {
-			add("locks", FindingFail, strings.Join(leaks, "; "),
-				fmt.Sprintf("a backfill session holds its locks while doing nothing: end it with SELECT pg_terminate_backend(%d)", firstPID))
-		} else if err == nil {
-			add("locks", FindingOK, "no backfill session idle in a transaction", "")
-		}
+		add("locks", FindingFail, strings.Join(described, "; "),
+			fmt.Sprintf("a backfill session holds its locks while doing nothing: end it with SELECT pg_terminate_backend(%d)", leaks[0].pid))
+	default:
+		add("locks", FindingOK, "no backfill session idle in a transaction", "")
 	}
 	return out, nil
 }
