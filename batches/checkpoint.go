@@ -243,7 +243,11 @@ RETURNING attempts`),
 	if err != nil {
 		return nil, fmt.Errorf("batches: recording failure of partition %d of run %d: %w", p.Partition, p.Run.ID, err)
 	}
-	if f.Final = f.Attempt >= maxAttempts; !f.Final {
+	f.Final = f.Attempt >= maxAttempts
+	if err := recordBatchFailureTx(ctx, tx, p, failure, first, last, message, f, maxAttempts); err != nil {
+		return nil, err
+	}
+	if !f.Final {
 		return f, nil
 	}
 	if _, err := tx.Exec(ctx, inSchema(`UPDATE backfill_runs SET last_error = $2 WHERE id = $1`), p.Run.ID, message); err != nil {

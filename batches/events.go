@@ -2,19 +2,23 @@ package batches
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Event is something an operator did to a run, from backfill_events.
+// Event is something that happened to a run, from backfill_events: a change
+// of its state, an operator's action, a failed batch.
 type Event struct {
 	At     time.Time `json:"at"`
 	Actor  string    `json:"actor"`
 	Action string    `json:"action"`
 	// Detail is the action's values as JSON, e.g. a throttle before and after.
-	Detail string `json:"detail"`
+	Detail json.RawMessage `json:"detail"`
 }
 
 // RecordEventTx records an action on a run, with who did it; detail is JSON.
@@ -37,4 +41,32 @@ func RunEvents(ctx context.Context, q Querier, runID int64) ([]Event, error) {
 		return nil, fmt.Errorf("batches: reading the events of run %d: %w", runID, err)
 	}
 	return events, nil
+}
+
+// batchFailure is the detail of a batch_failed event.
+type batchFailure struct {
+	Partition   int    `json:"partition"`
+	Attempt     int    `json:"attempt"`
+	MaxAttempts int    `json:"max_attempts"`
+	Final       bool   `json:"final"`
+	SQLState    string `json:"sqlstate,omitempty"`
+	Message     string `json:"message"`
+	FirstKey    string `json:"first_key,omitempty"`
+	LastKey     string `json:"last_key,omitempty"`
+}
+
+// recordBatchFailureTx records a failed try of a partition's batch in the
+// run's history, with its SQLSTATE when the database gave one.
+func recordBatchFailureTx(ctx context.Context, tx pgx.Tx, p BatchParams, failure error, first, last *string, message string, f *Failure, maxAttempts int) error {
+	d := batchFailure{Partition: p.Partition, Attempt: f.Attempt, MaxAttempts: maxAttempts, Final: f.Final,
+		Message: message, FirstKey: deref(first), LastKey: deref(last)}
+	var pgErr *pgconn.PgError
+	if errors.As(failure, &pgErr) {
+		d.SQLState = pgErr.Code
+	}
+	detail, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("batches: %w", err)
+	}
+	return RecordEventTx(ctx, tx, p.Run.ID, ActorOf(ctx, "worker"), "batch_failed", string(detail))
 }

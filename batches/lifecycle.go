@@ -89,7 +89,8 @@ func (t transition) refuse(run *Run) error {
 	return fmt.Errorf("%w: %s is %s; only a run that is %s can %s%s", ErrWrongState, run.Label(), run.State, joinStates(t.from), t.name, hint)
 }
 
-// applyTx records the change on the run row, which the caller has locked.
+// applyTx records the change on the run row, which the caller has locked,
+// and in the run's events as done by ctx's actor.
 func (t transition) applyTx(ctx context.Context, tx pgx.Tx, run *Run) error {
 	set := "state = $2"
 	switch {
@@ -109,6 +110,11 @@ func (t transition) applyTx(ctx context.Context, tx pgx.Tx, run *Run) error {
 	}
 	if _, err := tx.Exec(ctx, inSchema(`UPDATE backfill_runs SET `+set+` WHERE id = $1`), run.ID, t.to); err != nil {
 		return fmt.Errorf("batches: %s %s: %w", t.name, run.Label(), err)
+	}
+	// The run's history, in the same transaction as the change itself.
+	detail := fmt.Sprintf(`{"from": %q, "to": %q}`, run.State, t.to)
+	if err := RecordEventTx(ctx, tx, run.ID, ActorOf(ctx, "unknown"), t.name, detail); err != nil {
+		return err
 	}
 	run.State = t.to
 	return nil
@@ -243,21 +249,41 @@ RETURNING bp.partition`), runID)
 
 // MarkStarted moves a pending run to running and stamps its start time; it
 // reports whether this call started the run. A run resumed before any worker
-// took it is running without a start time, and gets one too. It also forgets
-// the run's throughput older than ten minutes, which status no longer shows.
+// took it is running without a start time, and gets one too.
 func MarkStarted(ctx context.Context, db interface {
 	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
 }, runID int64) (bool, error) {
-	tag, err := db.Exec(ctx, inSchema(`UPDATE backfill_runs
-SET state = CASE WHEN state = $2 THEN $3 ELSE state END, started_at = coalesce(started_at, now())
-WHERE id = $1 AND (state = $2 OR (state = $3 AND started_at IS NULL))`), runID, startRun.from[0], startRun.to)
+	// One statement: the start and its event commit together.
+	tag, err := db.Exec(ctx, inSchema(`WITH started AS (
+	UPDATE backfill_runs
+	SET state = CASE WHEN state = $2 THEN $3 ELSE state END, started_at = coalesce(started_at, now())
+	WHERE id = $1 AND (state = $2 OR (state = $3 AND started_at IS NULL))
+	RETURNING id
+)
+INSERT INTO backfill_events (run_id, actor, action, detail)
+SELECT id, $4, $5, jsonb_build_object('to', $3::text) FROM started`), runID, startRun.from[0], startRun.to, ActorOf(ctx, "worker"), startRun.name)
 	if err != nil {
 		return false, fmt.Errorf("batches: starting run %d: %w", runID, err)
 	}
-	if _, err := db.Exec(ctx, inSchema(`DELETE FROM backfill_throughput WHERE run_id = $1 AND second < now() - interval '10 minutes'`), runID); err != nil {
-		return false, fmt.Errorf("batches: pruning throughput of run %d: %w", runID, err)
-	}
 	return tag.RowsAffected() > 0, nil
+}
+
+// FoldThroughput moves a partition's per-second buckets older than ten
+// minutes, which status no longer reads, into its run's per-minute history.
+// Each job folds its own partition's, so jobs never contend on a bucket.
+func FoldThroughput(ctx context.Context, db interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, runID int64, partition int) error {
+	if _, err := db.Exec(ctx, inSchema(`WITH gone AS (
+	DELETE FROM backfill_throughput WHERE run_id = $1 AND partition = $2 AND second < now() - interval '10 minutes'
+	RETURNING second, rows, busy_seconds
+)
+INSERT INTO backfill_throughput_minutes AS m (run_id, minute, rows, busy_seconds)
+SELECT $1, date_trunc('minute', second), sum(rows), sum(busy_seconds) FROM gone GROUP BY 2 ORDER BY 2
+ON CONFLICT (run_id, minute) DO UPDATE SET rows = m.rows + excluded.rows, busy_seconds = m.busy_seconds + excluded.busy_seconds`), runID, partition); err != nil {
+		return fmt.Errorf("batches: folding the throughput of partition %d of run %d into minutes: %w", partition, runID, err)
+	}
+	return nil
 }
 
 // StateOf reads a run's state.

@@ -129,8 +129,14 @@ RETURNING id`), def.Version, p.RunNumber, def.Name, def.Mode, p.Direction, def.C
 	if err != nil {
 		return nil, nil, fmt.Errorf("batches: recording run of %s: %w", def.Label(), err)
 	}
+	actor := ActorOf(ctx, p.EnqueuedBy)
+	enqueued := fmt.Sprintf(`{"direction": %q, "run_number": %d, "rows_estimated": %d, "partitions": %d}`,
+		p.Direction, p.RunNumber, plan.RowsEstimated, len(plan.Ranges))
+	if err := RecordEventTx(ctx, tx, run.ID, actor, "enqueue", enqueued); err != nil {
+		return nil, nil, err
+	}
 	if def.Options.Lossy != "" && p.Direction == DirectionUp {
-		if err := recordLossTx(ctx, tx, run.ID, p.EnqueuedBy, loss); err != nil {
+		if err := recordLossTx(ctx, tx, run.ID, actor, loss); err != nil {
 			return nil, nil, err
 		}
 	}

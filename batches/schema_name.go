@@ -40,7 +40,7 @@ func SchemaName() string {
 // ourTables are the names the engine's statements qualify with the schema:
 // its own tables and River's job table. A new table gets its name added
 // here (the migrations themselves run with the schema as search_path).
-var ourTables = regexp.MustCompile(`\b(backfill_runs|backfill_partitions|backfill_throughput|backfill_workers|backfill_events|backfill_schema_version|backfill_migrate_lock|river_job)\b`)
+var ourTables = regexp.MustCompile(`\b(backfill_runs|backfill_partitions|backfill_throughput|backfill_throughput_minutes|backfill_workers|backfill_events|backfill_schema_version|backfill_migrate_lock|river_job)\b`)
 
 // inSchema qualifies the engine's table names in sql with the schema, so that
 // its statements never depend on search_path (nor find an application's own

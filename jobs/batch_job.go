@@ -70,6 +70,11 @@ func (w *BatchWorker) NextRetry(job *river.Job[BatchArgs]) time.Time {
 
 // Work implements river.Worker.
 func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error {
+	// What this job does to the run (start, complete, fail) is recorded as
+	// done by this worker.
+	if n := len(job.AttemptedBy); n > 0 {
+		ctx = batches.WithActor(ctx, "worker "+job.AttemptedBy[n-1])
+	}
 	run, err := batches.LoadRun(ctx, w.Pool, job.Args.RunID)
 	if errors.Is(err, batches.ErrRunNotFound) {
 		return river.JobCancel(err)
@@ -87,6 +92,9 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 	}
 	started, err := batches.MarkStarted(ctx, w.Pool, run.ID)
 	if err != nil {
+		return err
+	}
+	if err := batches.FoldThroughput(ctx, w.Pool, run.ID, p.Partition); err != nil {
 		return err
 	}
 	if started {

@@ -40,10 +40,14 @@ type heartbeat struct {
 	observer Observer
 	// held remembers why this worker last saw each run held back, to log
 	// the changes once.
-	held    map[int64]string
-	logger  *slog.Logger
-	done    chan struct{}
-	stopped chan struct{}
+	held map[int64]string
+	// retention is how long finished runs' history is kept (negative:
+	// forever); pruned is when this worker last pruned it.
+	retention time.Duration
+	pruned    time.Time
+	logger    *slog.Logger
+	done      chan struct{}
+	stopped   chan struct{}
 }
 
 func (h *heartbeat) start() {
@@ -93,15 +97,38 @@ func (h *heartbeat) beat() {
 	}
 	h.shares.set(counts)
 	h.checkHealth(ctx)
+	h.pruneHistory(ctx)
 	lost, err := batches.LostPartitions(ctx, h.pool, h.deadAfter)
 	if err != nil {
 		h.logger.Warn("looking for partitions of dead workers", "error", err)
 		return
 	}
+	// Failing a lost partition is recorded as done by this worker.
+	ctx = batches.WithActor(ctx, "worker "+h.info.ID)
 	for _, l := range lost {
 		if err := h.recover(ctx, l); err != nil && !errors.Is(err, batches.ErrNotOwner) {
 			h.logger.Warn("recovering a partition of a dead worker", "run_id", l.RunID, "partition", l.Partition, "error", err)
 		}
+	}
+}
+
+// pruneEvery is how often each worker deletes the history of runs finished
+// longer ago than the retention: often enough that the tables never hold
+// much more than it, rarely enough to cost nothing.
+const pruneEvery = time.Hour
+
+func (h *heartbeat) pruneHistory(ctx context.Context) {
+	if h.retention < 0 || time.Since(h.pruned) < pruneEvery {
+		return
+	}
+	n, err := batches.PruneHistory(ctx, h.pool, h.retention)
+	if err != nil {
+		h.logger.Warn("pruning the history of finished runs", "error", err)
+		return
+	}
+	h.pruned = time.Now()
+	if n > 0 {
+		h.logger.Info("pruned the history of runs finished long ago", "rows", n, "retention", h.retention)
 	}
 }
 

@@ -93,8 +93,14 @@ INSERT INTO slow (id) SELECT g FROM generate_series(1, 3000) g; ANALYZE slow;`)
 	require.Zero(t, queryInt(t, b.pool, `SELECT count(*) FROM slow WHERE n <> 1`))
 
 	runID := queryInt(t, b.pool, `SELECT id FROM backfill_runs WHERE version = 6`)
-	events, err := batches.RunEvents(context.Background(), b.pool, runID)
+	all, err := batches.RunEvents(context.Background(), b.pool, runID)
 	require.NoError(t, err)
+	var events []batches.Event
+	for _, e := range all {
+		if e.Action == "throttle" {
+			events = append(events, e)
+		}
+	}
 	require.Len(t, events, 1)
 	require.Equal(t, "bob@laptop", events[0].Actor)
 	require.Equal(t, "throttle", events[0].Action)
@@ -141,6 +147,6 @@ func waitServerTime(t *testing.T, b *testBundle, at time.Time) {
 func eventTime(t *testing.T, b *testBundle, runID int64) time.Time {
 	t.Helper()
 	var at time.Time
-	require.NoError(t, b.pool.QueryRow(context.Background(), `SELECT max(at) FROM backfill_events WHERE run_id = $1`, runID).Scan(&at))
+	require.NoError(t, b.pool.QueryRow(context.Background(), `SELECT max(at) FROM backfill_events WHERE run_id = $1 AND action = 'throttle'`, runID).Scan(&at))
 	return at
 }

@@ -65,6 +65,10 @@ type WorkerConfig struct {
 	// dead workers' partitions (HeartbeatDefault when zero); DeadAfter is
 	// the silence after which a worker counts as dead (DeadAfterDefault).
 	Heartbeat, DeadAfter time.Duration
+	// EventRetention is how long after a run finished its history (events
+	// and throughput) is kept: batches.EventRetentionDefault when zero,
+	// forever when negative. The heartbeat prunes it once an hour.
+	EventRetention time.Duration
 }
 
 func (c WorkerConfig) withDefaults() WorkerConfig {
@@ -74,6 +78,7 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 	c.Timeouts = c.Timeouts.WithDefaults()
 	c.Heartbeat = cmp.Or(c.Heartbeat, HeartbeatDefault)
 	c.DeadAfter = cmp.Or(c.DeadAfter, DeadAfterDefault)
+	c.EventRetention = cmp.Or(c.EventRetention, batches.EventRetentionDefault)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -149,7 +154,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	w.client = client
 	w.heartbeat = &heartbeat{
 		pool: cfg.Pool, client: client, every: cfg.Heartbeat, deadAfter: cfg.DeadAfter, logger: cfg.Logger,
-		limiter: limiter, shares: shares, observer: cfg.Observer,
+		limiter: limiter, shares: shares, observer: cfg.Observer, retention: cfg.EventRetention,
 		appName: cfg.Pool.Config().ConnConfig.RuntimeParams["application_name"],
 		info:    batches.WorkerInfo{ID: client.ID(), Host: host, PID: os.Getpid(), Concurrency: cfg.Concurrency},
 	}

@@ -42,6 +42,8 @@ type command struct {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	// What this command does to runs is recorded as done by user@host.
+	ctx = batches.WithActor(ctx, batches.ActorOf(ctx, cli.Actor()))
 	args, err := commandFirst(args, getenv)
 	if err != nil {
 		return err

@@ -90,6 +90,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	poolMode := fs.String("pool-mode", cmp.Or(getenv("DATABASE_POOL_MODE"), "session"), "session, or transaction behind a transaction-pooling PgBouncer (env DATABASE_POOL_MODE)")
 	heartbeat := fs.Duration("heartbeat", jobs.HeartbeatDefault, "how often the worker says it is alive")
 	deadAfter := fs.Duration("dead-after", jobs.DeadAfterDefault, "silence after which a worker counts as dead")
+	eventRetention := fs.Duration("event-retention", batches.EventRetentionDefault, "how long a finished run's history (events, throughput) is kept; 0 keeps it forever")
 	var timeouts batches.Timeouts
 	fs.DurationVar(&timeouts.Lock, "lock-timeout", batches.LockTimeoutDefault, "longest a batch waits for a lock")
 	fs.DurationVar(&timeouts.Statement, "statement-timeout", batches.StatementTimeoutDefault, "longest a batch's statement may run")
@@ -177,6 +178,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Pool: pool, Registry: reg, Redis: rdb, Logger: logger, Observer: observer,
 		Concurrency: *concurrency, JobTimeout: *jobTimeout, RescueAfter: *rescueAfter, Timeouts: timeouts,
 		Heartbeat: *heartbeat, DeadAfter: *deadAfter, PollOnly: *poolMode == "transaction",
+		EventRetention: retentionOf(*eventRetention),
 	})
 	if err != nil {
 		return cli.Usagef("%v", err)
@@ -234,4 +236,12 @@ func serveHTTP(addr, token string, pool *pgxpool.Pool, reg *batches.Registry, me
 	}
 	logger.Info("http listening", "addr", srv.Addr().String(), "actions", token != "")
 	return srv, nil
+}
+
+// retentionOf maps the flag's 0 ("forever") to the config's negative.
+func retentionOf(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -26,7 +26,8 @@ type ActionResult struct {
 }
 
 // act runs POST /api/runs/{version}/{action} on the version's latest run,
-// as "enqueue pause|resume|cancel|retry VERSION" would.
+// as "enqueue pause|resume|cancel|retry VERSION" would; "run" enqueues a new
+// run as "enqueue run --again VERSION".
 func (s *server) act(w http.ResponseWriter, r *http.Request) {
 	if !s.auth.authorize(w, r) {
 		return
@@ -37,7 +38,7 @@ func (s *server) act(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	action := r.PathValue("action")
-	ctx, cancel := context.WithTimeout(r.Context(), queryTimeout)
+	ctx, cancel := context.WithTimeout(batches.WithActor(r.Context(), webActor(r)), queryTimeout)
 	defer cancel()
 	var (
 		run   *batches.Run
@@ -57,6 +58,11 @@ func (s *server) act(w http.ResponseWriter, r *http.Request) {
 	case "retry":
 		run, parts, err = s.enqueuer.Retry(ctx, version)
 		done = "retrying"
+	case "run":
+		// A new run of a version whose latest run completed or was
+		// cancelled, as "enqueue run --again VERSION".
+		run, err = s.enqueuer.Run(ctx, version, true)
+		done = "enqueued"
 	case "throttle":
 		var change batches.Throttle
 		if err := decodeThrottle(r, &change); err != nil {
@@ -69,7 +75,7 @@ func (s *server) act(w http.ResponseWriter, r *http.Request) {
 			done = fmt.Sprintf("%s (was %s)", res.After, res.Before)
 		}
 	default:
-		textError(w, http.StatusNotFound, fmt.Sprintf("unknown action %q: want pause, resume, cancel, retry or throttle", action))
+		textError(w, http.StatusNotFound, fmt.Sprintf("unknown action %q: want pause, resume, cancel, retry, run or throttle", action))
 		return
 	}
 	if err != nil {
@@ -118,13 +124,19 @@ func webActor(r *http.Request) string {
 }
 
 // actionErrorCode maps an Enqueuer error to a status: 404 for an unknown
-// version, 409 for a run the action does not apply to, 500 otherwise.
+// version, 409 for a run the action does not apply to, 422 for a definition
+// that cannot be enqueued as it is, 500 otherwise.
 func actionErrorCode(err error) int {
+	var fileErr *batches.FileError
 	switch {
-	case errors.Is(err, batches.ErrRunNotFound):
+	case errors.Is(err, batches.ErrRunNotFound), errors.Is(err, batches.ErrUnknownVersion):
 		return http.StatusNotFound
-	case errors.Is(err, batches.ErrWrongState), errors.Is(err, jobs.ErrNothingToRetry):
+	case errors.Is(err, batches.ErrWrongState), errors.Is(err, jobs.ErrNothingToRetry), errors.Is(err, jobs.ErrBusy):
 		return http.StatusConflict
+	case errors.As(err, &fileErr):
+		// The definition cannot be enqueued now (a loss check refused it,
+		// its table changed): the operator must fix the file.
+		return http.StatusUnprocessableEntity
 	}
 	return http.StatusInternalServerError
 }
