@@ -17,6 +17,9 @@ const EventRetentionDefault = 90 * 24 * time.Hour
 // RunDetail is everything a run's page shows.
 type RunDetail struct {
 	Status RunStatus `json:"status"`
+	// LatestRun is the number of the version's newest run: the one the
+	// actions act on.
+	LatestRun int `json:"latest_run"`
 	// Definition is what the workers execute, as it was enqueued.
 	Definition RunDefinition `json:"definition"`
 	// Events are the run's history, oldest first, without its failed
@@ -84,6 +87,7 @@ func LoadRunDetail(ctx context.Context, q Querier, version int64, number int) (*
 		if r.RunNumber == number {
 			d.Status, found = r, true
 		}
+		d.LatestRun = max(d.LatestRun, r.RunNumber)
 	}
 	if !found {
 		return nil, fmt.Errorf("%w: version %d has no run %d", ErrRunNotFound, version, number)

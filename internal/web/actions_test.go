@@ -129,7 +129,11 @@ func TestActions_UnknownVersionActionOrMethod(t *testing.T) {
 	r = call(t, h, http.MethodPost, "/api/runs/12345/explode", "wrong")
 	require.Equal(t, http.StatusUnauthorized, r.code)
 
-	require.Equal(t, http.StatusMethodNotAllowed, call(t, h, http.MethodGet, "/api/runs/9/pause", testToken).code)
+	require.Equal(t, http.StatusMethodNotAllowed, call(t, h, http.MethodDelete, "/api/runs/9/pause", testToken).code)
+	// GET reads a run: "pause" is no run number.
+	r = call(t, h, http.MethodGet, "/api/runs/9/pause", testToken)
+	require.Equal(t, http.StatusBadRequest, r.code)
+	require.Contains(t, r.body, "want /api/runs/VERSION/RUN")
 	require.Equal(t, batches.StatePending, f.status(t).State)
 }
 

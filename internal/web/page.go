@@ -10,16 +10,30 @@ import (
 	"strings"
 )
 
-// page is the live page of all runs: one self-contained file (its style and
-// script inline, nothing fetched from elsewhere) that polls api/runs.
-//
-//go:embed page.html
-var page []byte
+// The pages: each one self-contained file (its style and script inline,
+// nothing fetched from elsewhere) that polls the API.
+var (
+	//go:embed page.html
+	listHTML []byte
+	//go:embed run.html
+	runHTML []byte
 
-// pagePolicy is the page's Content-Security-Policy: only its own inline
+	// listPage lists every run; runPage shows one run's history.
+	listPage = newHTMLPage(listHTML)
+	runPage  = newHTMLPage(runHTML)
+)
+
+// htmlPage is a page and its Content-Security-Policy: only its own inline
 // script and style (allowed by their hashes) run, and it talks only to
 // this server.
-var pagePolicy = buildPagePolicy(string(page))
+type htmlPage struct {
+	body   []byte
+	policy string
+}
+
+func newHTMLPage(body []byte) htmlPage {
+	return htmlPage{body: body, policy: buildPagePolicy(string(body))}
+}
 
 var (
 	inlineScript = regexp.MustCompile(`(?s)<script>(.*?)</script>`)
@@ -47,10 +61,10 @@ func buildPagePolicy(html string) string {
 	}, "; ")
 }
 
-func servePage(w http.ResponseWriter, _ *http.Request) {
+func (p htmlPage) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", pagePolicy)
+	h.Set("Content-Security-Policy", p.policy)
 	h.Set("Cache-Control", "no-cache")
-	_, _ = w.Write(page)
+	_, _ = w.Write(p.body)
 }

@@ -1,15 +1,18 @@
 // Package web is the worker's HTTP endpoint: a live page of every run with
-// pause, resume, cancel and retry, its JSON API, Prometheus metrics and a
-// health check.
+// pause, resume, cancel, retry, throttle and run again, a page per run with
+// its history, their JSON API, Prometheus metrics and a health check.
 //
 // Routes:
 //
-//	GET  /                               the page (self-contained, polls /api/runs every second)
+//	GET  /                               the page of all runs (self-contained, polls /api/runs every second)
+//	GET  /runs/{version}/{run}           the page of one run: definition, timeline, chart, partitions, failures
 //	GET  /healthz                        200 when the database answers a ping, 503 otherwise
 //	GET  /metrics                        Prometheus text format (see Metrics)
 //	GET  /api/runs                       batches.ListStatus of every run, as JSON
+//	GET  /api/runs/{version}/{run}       batches.LoadRunDetail of one run, as JSON
 //	GET  /api/config                     {"actions": bool}: whether actions are enabled
-//	POST /api/runs/{version}/{action}    pause, resume, cancel or retry; needs Authorization: Bearer TOKEN
+//	POST /api/runs/{version}/{action}    pause, resume, cancel, retry, throttle or run (again) the
+//	                                     version's latest run; needs Authorization: Bearer TOKEN
 //
 // Without a token the server is read-only: every POST gets 403.
 package web
@@ -87,10 +90,12 @@ func New(cfg Config) (http.Handler, error) {
 		pingTimeout: cmp.Or(cfg.PingTimeout, PingTimeoutDefault),
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", servePage)
+	mux.Handle("GET /{$}", listPage)
+	mux.Handle("GET /runs/{version}/{run}", runPage)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", cfg.Metrics.Handler())
 	mux.HandleFunc("GET /api/runs", s.listRuns)
+	mux.HandleFunc("GET /api/runs/{version}/{run}", s.runDetail)
 	mux.HandleFunc("GET /api/config", s.config)
 	mux.HandleFunc("POST /api/runs/{version}/{action}", s.act)
 	return secureHeaders(mux), nil
