@@ -112,7 +112,7 @@ func LoadRunDetail(ctx context.Context, q Querier, version int64, number int) (*
 	if err := q.QueryRow(ctx, inSchema(`SELECT count(*) FROM backfill_events WHERE run_id = $1 AND action = 'batch_failed'`), run.ID).Scan(&d.FailuresTotal); err != nil {
 		return nil, fmt.Errorf("batches: counting the failures of %s: %w", run.Label(), err)
 	}
-	if d.Throughput, d.BucketSeconds, err = runThroughput(ctx, q, run.ID); err != nil {
+	if d.Throughput, d.BucketSeconds, err = runThroughput(ctx, q, run.ID, d.Status.FinishedAt == nil); err != nil {
 		return nil, err
 	}
 	if d.Partitions, err = runPartitions(ctx, q, run.ID); err != nil {
@@ -140,16 +140,19 @@ func runEvents(ctx context.Context, q Querier, runID int64, cond, order string) 
 // runThroughput reads a run's rows per second over its life from its
 // per-second buckets and the minutes folded from older ones, in buckets of
 // a width that gives about chartPoints points (a whole minute at least
-// once minutes were folded); a bucket without rows is a zero.
-func runThroughput(ctx context.Context, q Querier, runID int64) ([]ThroughputPoint, int64, error) {
+// once minutes were folded); a bucket without rows is a zero. The bucket
+// still filling is left out of an unfinished run's, so the line does not
+// dip at its end.
+func runThroughput(ctx context.Context, q Querier, runID int64, unfinished bool) ([]ThroughputPoint, int64, error) {
 	const buckets = `(SELECT second AS at, rows FROM backfill_throughput WHERE run_id = $1
 	UNION ALL SELECT minute, rows FROM backfill_throughput_minutes WHERE run_id = $1) b`
 	var (
 		first, last *time.Time
+		now         time.Time
 		folded      bool
 	)
-	if err := q.QueryRow(ctx, inSchema(`SELECT min(at), max(at), EXISTS (SELECT 1 FROM backfill_throughput_minutes WHERE run_id = $1) FROM `+buckets), runID).
-		Scan(&first, &last, &folded); err != nil {
+	if err := q.QueryRow(ctx, inSchema(`SELECT min(at), max(at), now(), EXISTS (SELECT 1 FROM backfill_throughput_minutes WHERE run_id = $1) FROM `+buckets), runID).
+		Scan(&first, &last, &now, &folded); err != nil {
 		return nil, 0, fmt.Errorf("batches: reading the throughput of run %d: %w", runID, err)
 	}
 	if first == nil {
@@ -170,7 +173,10 @@ func runThroughput(ctx context.Context, q Querier, runID int64) ([]ThroughputPoi
 	}); err != nil {
 		return nil, 0, fmt.Errorf("batches: reading the throughput of run %d: %w", runID, err)
 	}
-	points := make([]ThroughputPoint, 0, hi-lo+1)
+	if unfinished && (hi+1)*width > now.Unix() {
+		hi--
+	}
+	points := make([]ThroughputPoint, 0, max(hi-lo+1, 0))
 	for i := lo; i <= hi; i++ {
 		points = append(points, ThroughputPoint{At: time.Unix(i*width, 0).UTC(), RowsPerSecond: float64(byBucket[i]) / float64(width)})
 	}
