@@ -1,6 +1,7 @@
 package batches
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -37,6 +38,22 @@ type BatchParams struct {
 	// Monitor, when set, is asked who blocks a batch that waits long on a
 	// lock (another connection than the batch's).
 	Monitor Querier
+	// After, when set, is where the caller expects the partition to stand:
+	// the Next of its previous batch. The next batch is then cut in the same
+	// round trip as the partition is locked (and cut again should the
+	// partition stand elsewhere).
+	After *Position
+}
+
+// Position is where a partition stands: its checkpoint (nil before its
+// first batch) and its last key (nil: the end of the key space).
+type Position struct {
+	Cursor, Upper *string
+}
+
+func (p *Position) at(cursor, upper *string) bool {
+	same := func(a, b *string) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+	return p != nil && same(p.Cursor, cursor) && same(p.Upper, upper)
 }
 
 // BatchResult says what one call of ProcessBatchTx did.
@@ -48,6 +65,8 @@ type BatchResult struct {
 	// RunState is the run's state after the batch (completed when this batch
 	// finished its last partition).
 	RunState State
+	// Next is where the partition stands after the batch.
+	Next Position
 }
 
 // BatchError is a batch that failed, with its key range.
@@ -112,7 +131,14 @@ func ProcessBatchTx(ctx context.Context, tx pgx.Tx, p BatchParams) (*BatchResult
 		throttle      Throttle
 		health        *Health
 	)
-	// One round trip: the transaction's bounds, then the partition's lock.
+	if run.keyset == nil {
+		run.keyset = newKeysetQueries(run.Options.ForDirection(run.Direction))
+	}
+	batchSize := func() int { return cmp.Or(max(p.BatchSize, 0), run.Options.BatchSize) }
+	size := batchSize()
+	// One round trip: the transaction's bounds, the partition's lock and,
+	// when the caller knows where the partition stands, the next batch's
+	// cut (read-only, so cutting in vain costs nothing).
 	b := &pgx.Batch{}
 	timeouts.queue(b, &pid)
 	b.Queue(inSchema(`
@@ -125,7 +151,13 @@ FOR UPDATE OF bp`), run.ID, p.Partition).QueryRow(func(row pgx.Row) error {
 		}
 		return nil
 	})
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	var found cut
+	if p.After != nil {
+		run.keyset.queueCut(b, size, p.After.Cursor, p.After.Upper, &found)
+	}
+	err := tx.SendBatch(ctx, b).Close()
+	var cutErr *cutError
+	if err != nil && !errors.As(err, &cutErr) {
 		return nil, err
 	}
 	switch {
@@ -143,15 +175,23 @@ FOR UPDATE OF bp`), run.ID, p.Partition).QueryRow(func(row pgx.Row) error {
 		return nil, ErrHeldBack
 	}
 
-	if run.keyset == nil {
-		run.keyset = newKeysetQueries(run.Options.ForDirection(run.Direction))
-	}
 	res := &BatchResult{Batch: Batch{RunID: run.ID, Version: run.Version, Partition: p.Partition}, RunState: runState}
-	size := p.BatchSize
-	if size <= 0 {
-		size = run.Options.BatchSize
+	var (
+		first, last string
+		n           int64
+		ok          bool
+	)
+	switch {
+	case cutErr != nil:
+		err = cutErr.err
+	case p.After.at(cursor, upper) && size == batchSize():
+		first, last, n, ok, err = run.keyset.finishCut(ctx, tx, size, cursor, upper, found)
+	default:
+		// Cut again where the partition really stands, at the size an
+		// operator's throttle may just have changed.
+		size = batchSize()
+		first, last, n, ok, err = run.keyset.nextBatch(ctx, tx, size, cursor, upper)
 	}
-	first, last, n, ok, err := run.keyset.nextBatch(ctx, tx, size, cursor, upper)
 	if err != nil {
 		return nil, &BatchError{Batch: Batch{Partition: p.Partition, First: deref(cursor), Last: deref(upper)}, Err: fmt.Errorf("cutting the next batch: %w", err)}
 	}
@@ -174,24 +214,24 @@ FOR UPDATE OF bp`), run.ID, p.Partition).QueryRow(func(row pgx.Row) error {
 	if res.PartitionDone {
 		next = "done"
 	}
+	// The checkpoint and the batch's throughput in one statement: one round
+	// trip.
 	if _, err := tx.Exec(ctx, inSchema(`
-UPDATE backfill_partitions
-SET cursor_key = $3, state = $4, rows_done = rows_done + $5, rows_affected = rows_affected + $6,
-	batches_done = batches_done + $7, attempts = 0, last_error = NULL, updated_at = now()
-WHERE run_id = $1 AND partition = $2`),
-		run.ID, p.Partition, cursor, next, res.Batch.Rows, res.RowsAffected, boolInt(ok)); err != nil {
-		return nil, fmt.Errorf("batches: checkpointing partition %d of run %d: %w", p.Partition, run.ID, err)
-	}
-	if ok {
-		if _, err := tx.Exec(ctx, inSchema(`
+WITH checkpoint AS (
+	UPDATE backfill_partitions
+	SET cursor_key = $3, state = $4, rows_done = rows_done + $5, rows_affected = rows_affected + $6,
+		batches_done = batches_done + $7, attempts = 0, last_error = NULL, updated_at = now()
+	WHERE run_id = $1 AND partition = $2
+	RETURNING 1
+)
 INSERT INTO backfill_throughput (run_id, partition, second, rows, busy_seconds)
-VALUES ($1, $2, date_trunc('second', now()), $3, $4)
+SELECT $1, $2, date_trunc('second', now()), $5, $8 FROM checkpoint WHERE $7 > 0
 ON CONFLICT (run_id, partition, second) DO UPDATE
 SET rows = backfill_throughput.rows + excluded.rows, busy_seconds = backfill_throughput.busy_seconds + excluded.busy_seconds`),
-			run.ID, p.Partition, n, time.Since(started).Seconds()); err != nil {
-			return nil, fmt.Errorf("batches: recording throughput of run %d: %w", run.ID, err)
-		}
+		run.ID, p.Partition, cursor, next, res.Batch.Rows, res.RowsAffected, boolInt(ok), time.Since(started).Seconds()); err != nil {
+		return nil, fmt.Errorf("batches: checkpointing partition %d of run %d: %w", p.Partition, run.ID, err)
 	}
+	res.Next = Position{Cursor: cursor, Upper: upper}
 	if res.PartitionDone {
 		if res.RunState, err = settleRunTx(ctx, tx, run); err != nil {
 			return nil, err

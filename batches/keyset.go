@@ -67,26 +67,70 @@ func newKeysetQueries(o Options) *keysetQueries {
 	return &q
 }
 
-// nextBatch finds the batch after cursor (exclusive) up to upper (inclusive);
-// ok is false when the range holds no more keys.
-func (q *keysetQueries) nextBatch(ctx context.Context, tx pgx.Tx, batchSize int, cursor, upper *string) (first, last string, rows int64, ok bool, err error) {
-	c, u := 0, 0
-	var args []any
+// cut is what the first query of a batch's cut found: its first key, the
+// key a whole batch ends at (nil when fewer keys are left), and whether
+// the keys are within the range asked for.
+type cut struct {
+	first, last *string
+	inRange     *bool
+}
+
+// fullQuery is the first query of the cut after cursor (exclusive) up to
+// upper (inclusive), and its arguments.
+func (q *keysetQueries) fullQuery(batchSize int, cursor, upper *string) (string, []any) {
+	c, u, args := cutArgs(cursor, upper)
+	return q.full[c][u], append(args, batchSize-1)
+}
+
+func cutArgs(cursor, upper *string) (c, u int, args []any) {
 	if cursor != nil {
 		c, args = 1, append(args, *cursor)
 	}
 	if upper != nil {
 		u, args = 1, append(args, *upper)
 	}
+	return c, u, args
+}
+
+// queueCut queues the cut's first query in b; scanned into found.
+func (q *keysetQueries) queueCut(b *pgx.Batch, batchSize int, cursor, upper *string, found *cut) {
+	sql, args := q.fullQuery(batchSize, cursor, upper)
+	b.Queue(sql, args...).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&found.first, &found.last, &found.inRange); err != nil {
+			return &cutError{err}
+		}
+		return nil
+	})
+}
+
+// cutError is a failure of the cut's first query when it was queued with
+// other statements.
+type cutError struct{ err error }
+
+func (e *cutError) Error() string { return e.err.Error() }
+func (e *cutError) Unwrap() error { return e.err }
+
+// nextBatch finds the batch after cursor (exclusive) up to upper (inclusive);
+// ok is false when the range holds no more keys.
+func (q *keysetQueries) nextBatch(ctx context.Context, tx pgx.Tx, batchSize int, cursor, upper *string) (first, last string, rows int64, ok bool, err error) {
+	var found cut
+	sql, args := q.fullQuery(batchSize, cursor, upper)
+	if err := tx.QueryRow(ctx, sql, args...).Scan(&found.first, &found.last, &found.inRange); err != nil {
+		return "", "", 0, false, err
+	}
+	return q.finishCut(ctx, tx, batchSize, cursor, upper, found)
+}
+
+// finishCut completes a cut from its first query's result: a whole batch,
+// or the rest of the range (a second query counts it), or nothing left.
+func (q *keysetQueries) finishCut(ctx context.Context, tx pgx.Tx, batchSize int, cursor, upper *string, found cut) (first, last string, rows int64, ok bool, err error) {
+	c, u, args := cutArgs(cursor, upper)
 	var (
-		firstKey, lastKey *string
-		inRange           *bool
+		firstKey, lastKey = found.first, found.last
+		inRange           = found.inRange
 	)
 	outOfRange := func(key string) error {
 		return fmt.Errorf("%w: key %s is not after the checkpoint %s or beyond the partition's last key %s; check the where condition", ErrKeysOutOfRange, key, deref(cursor), deref(upper))
-	}
-	if err := tx.QueryRow(ctx, q.full[c][u], append(args, batchSize-1)...).Scan(&firstKey, &lastKey, &inRange); err != nil {
-		return "", "", 0, false, err
 	}
 	if firstKey == nil {
 		return "", "", 0, false, nil

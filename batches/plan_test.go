@@ -295,11 +295,21 @@ func planWalkRun(t *testing.T, pool *pgxpool.Pool, opts batches.Options, stateme
 	for _, p := range parts {
 		jobID := int64(1000 + p)
 		require.NoError(t, batches.AssignJobTx(ctx, tx, run.ID, p, 0, jobID))
-		var prevLast *string
+		var (
+			prevLast *string
+			after    *batches.Position
+		)
 		for i := 0; ; i++ {
 			require.Less(t, i, 1000000, "partition %d does not end", p)
-			res, err := batches.ProcessBatchTx(ctx, tx, batches.BatchParams{Run: run, Partition: p, JobID: jobID, Step: step})
+			// As the worker does: each batch cut with the lock, from where
+			// the last one left the partition; every third time from a wrong
+			// place (the start), which must be noticed and cut again.
+			if i%3 == 2 {
+				after = &batches.Position{Upper: after.Upper}
+			}
+			res, err := batches.ProcessBatchTx(ctx, tx, batches.BatchParams{Run: run, Partition: p, JobID: jobID, Step: step, After: after})
 			require.NoError(t, err)
+			after = &res.Next
 			if res.Batch.Rows > 0 {
 				require.LessOrEqual(t, res.Batch.Rows, int64(opts.BatchSize))
 				if prevLast != nil {

@@ -165,6 +165,8 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 		case err != nil:
 			return w.fail(ctx, job, p, log, err)
 		}
+		// The next batch is cut with the partition's lock, from here.
+		p.After = &res.Next
 		if res.Batch.Rows > 0 {
 			w.Observer.BatchDone(run, res.Batch.Rows, time.Since(started))
 			log.Debug("batch done", "first", res.Batch.First, "last", res.Batch.Last, "rows", res.Batch.Rows,

@@ -18,7 +18,8 @@ import (
 // BenchmarkThroughput compares the engine with a hand-written pgx keyset loop
 // that commits a checkpoint row with every batch, on the same column rewrite,
 // at the same batch size and one batch at a time, and prints the ratio
-// measured in the same run. BENCH_ROWS sets the table size (default 1M).
+// measured in the same run. BENCH_ROWS sets the table size (default 1M),
+// BENCH_BATCH the batch size (default 5000).
 //
 //	go test ./jobs -run XXX -bench Throughput -benchtime 1x
 func BenchmarkThroughput(b *testing.B) {
@@ -26,7 +27,10 @@ func BenchmarkThroughput(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("BENCH_ROWS")); err == nil && v > 0 {
 		rows = v
 	}
-	const batch = 5000
+	batch := 5000
+	if v, err := strconv.Atoi(os.Getenv("BENCH_BATCH")); err == nil && v > 0 {
+		batch = v
+	}
 	for i := 0; i < b.N; i++ {
 		bundle := benchSetup(b, rows)
 		ctx := context.Background()
