@@ -132,7 +132,7 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 			res      *batches.BatchResult
 			finished bool
 		)
-		err := pgx.BeginFunc(ctx, w.Pool, func(tx pgx.Tx) error {
+		err := w.batchTx(ctx, run, func(tx pgx.Tx) error {
 			var err error
 			if res, err = batches.ProcessBatchTx(ctx, tx, p); err != nil {
 				return err
@@ -182,6 +182,15 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 			return nil
 		}
 	}
+}
+
+// batchTx runs one batch's transaction. The observer counts the batch in
+// flight from before the transaction begins until it has committed or rolled
+// back, however it ends: an error, a panic (pgx rolls back before the panic
+// goes on) or a cancelled context.
+func (w *BatchWorker) batchTx(ctx context.Context, run *batches.Run, fn func(pgx.Tx) error) error {
+	defer w.Observer.BatchStarted(run)()
+	return pgx.BeginFunc(ctx, w.Pool, fn)
 }
 
 func (w *BatchWorker) stepFor(run *batches.Run) (batches.BatchFunc, error) {

@@ -27,6 +27,7 @@ type Metrics struct {
 	batchesDone     *prometheus.CounterVec
 	batchesFailed   *prometheus.CounterVec
 	batchDuration   *prometheus.HistogramVec
+	batchesInFlight *prometheus.GaugeVec
 	rateLimitWaits  *prometheus.CounterVec
 	rateLimitWaited *prometheus.CounterVec
 	healthValue     *prometheus.GaugeVec
@@ -54,6 +55,10 @@ func NewMetrics() *Metrics {
 			Name: "backfill_batch_duration_seconds", Help: "Time from a batch's start to its commit.",
 			Buckets: BatchDurationBuckets,
 		}, labels),
+		batchesInFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "backfill_batches_in_flight",
+			Help: "Batches this process is working now: from before their transaction begins until it has committed or rolled back.",
+		}, labels),
 		rateLimitWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backfill_rate_limit_waits_total", Help: "Times a job waited for its run's rate limit.",
 		}, labels),
@@ -75,7 +80,7 @@ func NewMetrics() *Metrics {
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.rowsDone, m.batchesDone, m.batchesFailed, m.batchDuration, m.rateLimitWaits, m.rateLimitWaited,
+		m.rowsDone, m.batchesDone, m.batchesFailed, m.batchDuration, m.batchesInFlight, m.rateLimitWaits, m.rateLimitWaited,
 		m.healthValue, m.healthLimit, m.healthHolds,
 	)
 	return m
@@ -91,6 +96,14 @@ func (m *Metrics) Handler() http.Handler {
 
 func runLabels(run *batches.Run) prometheus.Labels {
 	return prometheus.Labels{"version": strconv.FormatInt(run.Version, 10), "name": run.Name}
+}
+
+// BatchStarted implements jobs.Observer: the batch counts in
+// backfill_batches_in_flight until done is called.
+func (m *Metrics) BatchStarted(run *batches.Run) (done func()) {
+	g := m.batchesInFlight.With(runLabels(run))
+	g.Inc()
+	return g.Dec
 }
 
 // BatchDone implements jobs.Observer.
