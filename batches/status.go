@@ -33,13 +33,22 @@ type RunStatus struct {
 	// than two seconds.
 	PartitionsRunning int64 `json:"partitions_running"`
 	PartitionsWaiting int64 `json:"partitions_waiting"`
-	// RowsPerSecond is measured over the last minute of the run.
+	// RowsPerSecond is measured over the last minute of the run, leaving
+	// out the first second after its start or last resume; before a whole
+	// second after it was measured, the speed so far, no faster than its
+	// limits allow (see eta.go). Never above the rate in force.
 	RowsPerSecond float64 `json:"rows_per_second"`
-	// BusyShare is the share of the same minute the run's batches kept the
+	// BusyShare is the share of the same time the run's batches kept the
 	// database busy, summed over the pool: what its duty cycle counts.
 	BusyShare float64 `json:"busy_share"`
-	// ETASeconds is the time left at RowsPerSecond; null when unknown.
-	ETASeconds *float64 `json:"eta_seconds"`
+	// ETASeconds is the time left at RowsPerSecond, the best estimate;
+	// null when unknown. ETALowSeconds and ETAHighSeconds are the range the
+	// time left lies within, from how sure the speed is: wide in the first
+	// seconds, narrower as more seconds are measured; null when ETASeconds
+	// is.
+	ETASeconds     *float64 `json:"eta_seconds"`
+	ETALowSeconds  *float64 `json:"eta_low_seconds"`
+	ETAHighSeconds *float64 `json:"eta_high_seconds"`
 	// Rate is the run's limit in rows per second across the pool (0: none)
 	// and BatchSize its rows per batch, as in force: an operator's
 	// throttle, or else the definition's.
@@ -97,14 +106,19 @@ func ListStatusAt(ctx context.Context, q Querier, version *int64, clock StatusCl
 		return nil, fmt.Errorf("batches: reading status: %w", err)
 	}
 	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (RunStatus, error) {
-		var s RunStatus
+		var (
+			s RunStatus
+			m speedSample
+		)
 		err := r.Scan(&s.Version, &s.Name, &s.Mode, &s.Direction, &s.RunNumber, &s.State, &s.RowsDone, &s.RowsAffected,
 			&s.RowsEstimated, &s.BatchesDone, &s.BatchesFailed, &s.Partitions, &s.PartitionsActive, &s.LastError,
 			&s.Checksum, &s.EnqueuedBy, &s.EnqueuedAt, &s.StartedAt, &s.FinishedAt,
-			&s.PartitionsRunning, &s.PartitionsWaiting, &s.RowsPerSecond, &s.BusyShare, &s.Rate, &s.DutyCycle, &s.BatchSize, &s.BatchTimeMS, &s.ThrottledBy, &s.ThrottledAt,
+			&s.PartitionsRunning, &s.PartitionsWaiting,
+			&m.Span, &m.Rows, &m.Busy, &m.SteadySpan, &m.SteadyRows, &m.SteadyBusy, &m.WholeSeconds, &m.WholeRows, &m.WholeSquares, &m.Slots,
+			&s.Rate, &s.DutyCycle, &s.BatchSize, &s.BatchTimeMS, &s.ThrottledBy, &s.ThrottledAt,
 			&s.RetryingAttempt, &s.MaxAttempts, &s.WorkersAlive, &s.RateLimit, &s.Health)
 		if err == nil {
-			s.explain()
+			s.explain(m)
 		}
 		return s, err
 	})
@@ -118,26 +132,29 @@ func ListStatusAt(ctx context.Context, q Querier, version *int64, clock StatusCl
 // describeBlockers).
 var lockWaitPattern = regexp.MustCompile(`waiting on a lock held by pids? [0-9, ]*[0-9]`)
 
-// explain fills in the ETA and the reason an unfinished run is held back.
-func (s *RunStatus) explain() {
+// explain fills in the speed, the ETA and its range (see eta.go) from what
+// was measured of the run (m), and the reason an unfinished run is held
+// back.
+func (s *RunStatus) explain(m speedSample) {
 	// An unfinished run that has done as many rows as estimated has an
 	// estimate that was wrong: its total is unknown, not nearly reached.
 	if s.State != StateCompleted && s.RowsDone >= s.RowsEstimated {
 		s.RowsEstimated = 0
 	}
+	batchRows := float64(s.BatchSize)
+	if s.BatchesDone > 0 {
+		batchRows = float64(s.RowsDone) / float64(s.BatchesDone)
+	}
+	e := estimateSpeed(m, s.Rate, s.DutyCycle, s.PartitionsActive, batchRows)
+	s.RowsPerSecond, s.BusyShare = e.Speed, e.Busy
 	// A paused run moves no rows: no speed that decays as the window
 	// slides past its last batches, and so no ETA.
 	if s.State == StatePaused {
 		s.RowsPerSecond, s.BusyShare = 0, 0
 	}
-	// The speed cannot be above the rate in force: a first second that
-	// held every partition's first batch does not make the ETA too short.
-	if s.Rate > 0 {
-		s.RowsPerSecond = min(s.RowsPerSecond, s.Rate)
-	}
 	if s.State.Active() && s.RowsPerSecond > 0 && s.RowsEstimated > 0 {
-		eta := float64(max(s.RowsEstimated-s.RowsDone, 0)) / s.RowsPerSecond
-		s.ETASeconds = &eta
+		eta, low, high := e.etaRange(s.RowsEstimated - s.RowsDone)
+		s.ETASeconds, s.ETALowSeconds, s.ETAHighSeconds = &eta, &low, &high
 	}
 	var reasons []string
 	switch {

@@ -48,7 +48,9 @@ const statusQuery = `
 WITH clock AS (SELECT coalesce($2::timestamptz, now()) AS now),
 alive AS (SELECT count(*) AS workers,
 		-- How the live workers hold rates: "redis", "share: ...", or both.
-		coalesce(string_agg(DISTINCT nullif(rate_limit, ''), ', '), '') AS rate_limit
+		coalesce(string_agg(DISTINCT nullif(rate_limit, ''), ', '), '') AS rate_limit,
+		-- How many batches they can work at once.
+		coalesce(sum(concurrency), 0)::bigint AS slots
 	FROM backfill_workers, clock
 	WHERE heartbeat_at >= clock.now - $5::interval AND heartbeat_at <= clock.now + interval '1 minute')
 SELECT r.version, r.name, r.mode, r.direction, r.run_number, r.state,
@@ -68,17 +70,23 @@ SELECT r.version, r.name, r.mode, r.direction, r.run_number, r.state,
 	r.checksum, r.enqueued_by, r.enqueued_at, r.started_at, r.finished_at,
 	coalesce(p.running, 0)::bigint AS partitions_running,
 	coalesce(p.waiting, 0)::bigint AS partitions_waiting,
-	-- Rows per second over the speed window up to now (or up to the run's
-	-- end), or over the run's whole life or since its last resume when that
-	-- is shorter: the rows of the buckets from w.since on, over the time
-	-- from w.since (or the start) to w.upto.
-	CASE WHEN w.began IS NULL THEN 0 ELSE coalesce(tp.rows, 0) / greatest(extract(epoch FROM
-		w.upto - greatest(w.since, w.began)), 0.001)
-	END::float8 AS rows_per_second,
-	-- The share of the same window its batches kept the database busy.
-	CASE WHEN w.began IS NULL THEN 0 ELSE coalesce(tp.busy, 0) / greatest(extract(epoch FROM
-		w.upto - greatest(w.since, w.began)), 0.001)
-	END::float8 AS busy_share,
+	-- What the speed and the ETA are estimated from (see speedSample): the
+	-- speed window up to now (or up to the run's end), or the run's whole
+	-- life or the time since its last resume when that is shorter: its
+	-- seconds, and the rows and busy seconds of the buckets from w.since on;
+	CASE WHEN w.began IS NULL THEN 0 ELSE extract(epoch FROM w.upto - ws.start) END::float8 AS span_seconds,
+	coalesce(tp.rows, 0)::float8 AS span_rows,
+	coalesce(tp.busy, 0)::float8 AS span_busy,
+	-- the same from ws.steady on, after the warm-up;
+	CASE WHEN w.began IS NULL THEN 0 ELSE extract(epoch FROM w.upto - ws.steady) END::float8 AS steady_seconds,
+	coalesce(tp.steady_rows, 0)::float8 AS steady_rows,
+	coalesce(tp.steady_busy, 0)::float8 AS steady_busy,
+	-- and of its whole seconds, before the one going on: how many, their
+	-- rows, and the sum of each one's rows squared (their spread).
+	CASE WHEN w.began IS NULL THEN 0 ELSE greatest(extract(epoch FROM date_trunc('second', w.upto) - ws.steady), 0) END::float8 AS whole_seconds,
+	coalesce(tp.whole_rows, 0)::float8 AS whole_rows,
+	coalesce(tp.whole_squares, 0)::float8 AS whole_squares,
+	alive.slots,
 	-- The rate and batch size in force: an operator's throttle wins.
 	coalesce((r.throttle->>'rate')::float8, (r.definition->'options'->>'rate')::float8, 0) AS rate,
 	-- Off (0, or negative since the gentle default) shows as 0.
@@ -130,9 +138,28 @@ CROSS JOIN LATERAL (
 			THEN (SELECT min(t.second) FROM backfill_throughput t WHERE t.run_id = r.id)
 			ELSE r.started_at END AS began
 ) w
+CROSS JOIN LATERAL (
+	SELECT greatest(w.since, w.began) AS start,
+		-- A window that starts with the run or its last resume (not cut by
+		-- the speed window) leaves its first second out of the steady part:
+		-- the warm-up, when every partition's first batch runs before its
+		-- time is paid to the duty cycle.
+		CASE WHEN greatest(w.since, w.began) > date_trunc('second', w.upto) - $3::interval
+			THEN date_trunc('second', greatest(w.since, w.began)) + interval '1 second'
+			ELSE w.since END AS steady
+) ws
 LEFT JOIN LATERAL (
-	SELECT sum(t.rows) AS rows, sum(t.busy_seconds) AS busy FROM backfill_throughput t
-	WHERE t.run_id = r.id AND t.second >= w.since AND t.second <= w.upto
+	SELECT sum(s.rows) AS rows, sum(s.busy) AS busy,
+		sum(s.rows) FILTER (WHERE s.second >= ws.steady) AS steady_rows,
+		sum(s.busy) FILTER (WHERE s.second >= ws.steady) AS steady_busy,
+		sum(s.rows) FILTER (WHERE s.second >= ws.steady AND s.second < date_trunc('second', w.upto)) AS whole_rows,
+		sum(s.rows * s.rows) FILTER (WHERE s.second >= ws.steady AND s.second < date_trunc('second', w.upto)) AS whole_squares
+	FROM (
+		-- Per second, over the partitions.
+		SELECT t.second, sum(t.rows) AS rows, sum(t.busy_seconds) AS busy FROM backfill_throughput t
+		WHERE t.run_id = r.id AND t.second >= w.since AND t.second <= w.upto
+		GROUP BY t.second
+	) s
 ) tp ON true
 LEFT JOIN LATERAL (
 	SELECT e.actor, e.at FROM backfill_events e WHERE e.run_id = r.id AND e.action = 'throttle'

@@ -356,7 +356,7 @@ func rateCell(r batches.RunStatus) string {
 }
 
 // etaCell is the time left at the measured speed: "-" when unknown, nothing
-// for a finished run.
+// for a finished run, and the range while it is uncertain (etaText).
 func etaCell(r batches.RunStatus) string {
 	if finished(r.State) {
 		return ""
@@ -364,7 +364,25 @@ func etaCell(r batches.RunStatus) string {
 	if r.ETASeconds == nil {
 		return "-"
 	}
-	return formatETA(*r.ETASeconds)
+	return etaText(r)
+}
+
+// etaSettled is the widest range, relative to the ETA, that shows as the ETA
+// alone: within about 10% either way.
+const etaSettled = 0.2
+
+// etaText writes a known ETA: "45s" once settled, or while uncertain (in
+// the first seconds of a run) its range, "40s–1m05s".
+func etaText(r batches.RunStatus) string {
+	eta := formatETA(*r.ETASeconds)
+	if r.ETALowSeconds == nil || r.ETAHighSeconds == nil {
+		return eta
+	}
+	low, high := formatETA(*r.ETALowSeconds), formatETA(*r.ETAHighSeconds)
+	if low == high || *r.ETAHighSeconds-*r.ETALowSeconds <= etaSettled**r.ETASeconds {
+		return eta
+	}
+	return low + "–" + high
 }
 
 // formatETA writes seconds the short way: "45s", "3m20s", "1h02m", "2d03h".

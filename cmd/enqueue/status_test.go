@@ -73,6 +73,12 @@ func TestStatus_FormatETA(t *testing.T) {
 		want string
 	}{
 		{batches.RunStatus{State: batches.StateRunning, ETASeconds: statusFloat(200)}, "3m20s"},
+		// While uncertain, the range; once within about 10% either way, the
+		// ETA alone.
+		{batches.RunStatus{State: batches.StateRunning, ETASeconds: statusFloat(45), ETALowSeconds: statusFloat(30), ETAHighSeconds: statusFloat(65)}, "30s–1m05s"},
+		{batches.RunStatus{State: batches.StateRunning, ETASeconds: statusFloat(200), ETALowSeconds: statusFloat(190), ETAHighSeconds: statusFloat(225)}, "3m20s"},
+		{batches.RunStatus{State: batches.StateRunning, ETASeconds: statusFloat(2.2), ETALowSeconds: statusFloat(2.1), ETAHighSeconds: statusFloat(2.4)}, "2s"},
+		{batches.RunStatus{State: batches.StateRunning, ETASeconds: statusFloat(5), ETALowSeconds: statusFloat(4.9), ETAHighSeconds: statusFloat(6.3)}, "5s–6s"},
 		{batches.RunStatus{State: batches.StateRunning}, "-"},
 		{batches.RunStatus{State: batches.StatePending}, "-"},
 		{batches.RunStatus{State: batches.StatePaused}, "-"},
@@ -174,6 +180,22 @@ func TestStatus_TableLayout(t *testing.T) {
 	lines = statusLines(t, []batches.RunStatus{completed, running, waiting})
 	require.Regexp(t, `^20260301120200  feature_flags_to_redis  manual  1    pending `, lines[5])
 	require.Regexp(t, `  \[#{15}\] 100%  `, lines[1])
+}
+
+// An ETA range widens its column, and the table still fits 120 columns,
+// the bar giving way first.
+func TestStatus_ETARangeFits(t *testing.T) {
+	t.Parallel()
+	started := time.Now().Add(-time.Second)
+	running := batches.RunStatus{Version: 20260301120100, Name: "orders_price_eur_with_a_rather_long_name_indeed", Mode: batches.ModeAuto,
+		Direction: batches.DirectionUp, RunNumber: 1, State: batches.StateRunning, RowsDone: 61_000, RowsEstimated: 100_000_000,
+		RowsPerSecond: 19_960, ETASeconds: statusFloat(5000), ETALowSeconds: statusFloat(3599), ETAHighSeconds: statusFloat(9000),
+		Rate: 20_000, BatchSize: 1000, StartedAt: &started}
+	lines := statusLines(t, []batches.RunStatus{running})
+	// The range's cell ends where the header's does.
+	cell := "59m59s–2h30m"
+	end := len([]rune(strings.SplitAfter(lines[0], "ETA")[0]))
+	require.Equal(t, cell, string([]rune(lines[1])[end-len([]rune(cell)):end]))
 }
 
 // statusBackfill sets up a database with a table of rows, one backfill file

@@ -131,7 +131,7 @@ func printProgress(c *command, runs []batches.RunStatus, started time.Time) {
 	for i, r := range runs {
 		s := fmt.Sprintf("%d_%s %s %s %d/%d rows", r.Version, r.Name, r.State, percent(r), r.RowsDone, r.RowsEstimated)
 		if r.ETASeconds != nil {
-			s += fmt.Sprintf(", %.0f rows/s, ETA %s", r.RowsPerSecond, (time.Duration(*r.ETASeconds) * time.Second).Round(time.Second))
+			s += fmt.Sprintf(", %.0f rows/s, ETA %s", r.RowsPerSecond, etaText(r))
 		}
 		if r.HeldBack != "" {
 			s += " (" + r.HeldBack + ")"
