@@ -1,0 +1,831 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/backfill/backfill/internal/faults"
+	"github.com/backfill/backfill/internal/testdb"
+)
+
+// BenchmarkThroughputBinaries measures how fast the engine rewrites a column
+// through the real binaries, against a hand-written pgx keyset loop in this
+// process that does the same work and commits a checkpoint row with every
+// batch (issue 11). For each case of the matrix, THROUGHPUT_RUNS times (3),
+// one turn of the loop and one of the engine, interleaved (the loop first in
+// odd runs, the engine first in even ones), each in a database of its own
+// that is created for the turn, on a table of THROUGHPUT_ROWS rows
+// (2,000,000) freshly loaded, packed, vacuumed and analysed, with its
+// autovacuum off, after a CHECKPOINT, and once the machine is quiet (see
+// THROUGHPUT_QUIET).
+//
+//   - The loop, on one connection: per transaction, the next batch's first
+//     and last key (SELECT id ... WHERE id > cursor ORDER BY id LIMIT batch),
+//     the UPDATE over them, the checkpoint row's UPDATE, commit. Its rows/s
+//     is over its whole time; a batch's latency is from begin to commit.
+//   - The engine: a backfill file (the same UPDATE; batch, partitions,
+//     duty_cycle off, no rate), "enqueue migrate", W worker processes
+//     ("worker --concurrency C", LOG_LEVEL=debug, LOG_FORMAT=json), then
+//     "enqueue run 1". Its rows/s is from the run's started_at to its
+//     finished_at in backfill_runs; a batch's latency is the "duration" of
+//     the workers' "batch done" lines (begin to commit); each worker's
+//     resident memory (VmRSS) is sampled every second from a second after
+//     the run was enqueued until it finished.
+//
+// Cases are named b<batch>-p<partitions>-w<workers>[x<concurrency>] (the
+// concurrency defaults to partitions/workers): b1000-p1-w1, b1000-p8-w1
+// (one worker x8), b1000-p8-w2 (two workers x4), and the same at batch
+// 5000. It prints a line per turn as it goes and at the end one table of
+// medians over the runs: both speeds, their ratio (the median of each run's
+// ratio, measured minutes apart at most), both batch latencies p50/p99, the
+// engine's p99/p50, the time between batches (the speed's time, for every
+// batch at once, less the batches' own, per batch: what costs time outside
+// the batches' transactions) and the workers' memory; and reports each case's ratio
+// and p99/p50 as metrics. Each turn checks that every row was rewritten.
+//
+//	go test -run '^$' -bench ThroughputBinaries -benchtime 1x -timeout 60m ./internal/bench/
+//	scripts/bench-throughput    # the same, see it for the environment
+//
+// THROUGHPUT_ROWS (2000000), THROUGHPUT_RUNS (3), THROUGHPUT_CASES (all
+// six; a comma- or space-separated subset, e.g. "b1000-p1-w1", or other
+// shapes like "b2000-p4-w2x1"), THROUGHPUT_WORKER_ARGS (flags added to
+// every worker, to compare settings) and THROUGHPUT_QUIET (25: a turn waits,
+// a minute at most, until the CPUs were at most this % busy over half a
+// second; 100 does not wait). Each turn reports how much of the machine's
+// CPU time other processes used meanwhile (the table, the most of any turn
+// of a case): a turn that shared the machine is not comparable, and a pair
+// of turns of which either shared more than THROUGHPUT_MAX_OTHERS % (40;
+// 100 never) is measured again, twice at most. A quick check:
+// THROUGHPUT_ROWS=200000 THROUGHPUT_RUNS=1 THROUGHPUT_CASES=b1000-p1-w1.
+// It runs on the server of the tests (TEST_DATABASE_URL, DATABASE_URL or
+// the local one), in the database throughput_bench, dropped at the end;
+// Redis is not used (no rate).
+func BenchmarkThroughputBinaries(b *testing.B) {
+	rows := envInt("THROUGHPUT_ROWS", 2_000_000)
+	runs := envInt("THROUGHPUT_RUNS", 3)
+	cases, err := parseThroughputCases(cmpOr(os.Getenv("THROUGHPUT_CASES"), defaultThroughputCases))
+	if err != nil {
+		b.Fatal(err)
+	}
+	workerArgs := fields(os.Getenv("THROUGHPUT_WORKER_ARGS"))
+	maxOthers := float64(envInt("THROUGHPUT_MAX_OTHERS", 40))
+	began := time.Now()
+	bins := faults.Build(b)
+	b.Cleanup(dropThroughputDatabase)
+
+	tsay(b, "%d rows, %d runs, cases %s; %s", rows, runs, caseNames(cases), machine(b))
+	results := make([]throughputResult, len(cases))
+	for run := range runs {
+		for i, c := range cases {
+			var loop loopTurn
+			var engine engineTurn
+			measureLoop := func() {
+				loop = runLoop(b, rows, c.batch)
+				tsay(b, "%s run %d/%d: loop   %s rows/s (%s), batch p50 %s p99 %s ms, %s ms between batches; others used %.0f%% of the CPUs",
+					c.name, run+1, runs, kilo(loop.rate), loop.took.Round(time.Millisecond), ms(loop.p50), ms(loop.p99), ms(loop.gap), loop.others)
+			}
+			measureEngine := func() {
+				engine = runEngine(b, bins, rows, c, workerArgs)
+				tsay(b, "%s run %d/%d: engine %s rows/s (%s), batch p50 %s p99 %s ms, %s ms between batches, %d batches, worker RSS %.0f/%.0f/%.0f MB; others used %.0f%% of the CPUs",
+					c.name, run+1, runs, kilo(engine.rate), engine.took.Round(time.Millisecond), ms(engine.p50), ms(engine.p99),
+					ms(engine.gap), engine.batches, engine.rssFirst, engine.rssMax, engine.rssLast, engine.others)
+			}
+			for attempt := 1; ; attempt++ {
+				if run%2 == 0 {
+					measureLoop()
+					measureEngine()
+				} else {
+					measureEngine()
+					measureLoop()
+				}
+				busiest := max(loop.others, engine.others)
+				if busiest <= maxOthers || attempt > throughputRepeats {
+					break
+				}
+				tsay(b, "%s run %d/%d: others used up to %.0f%% of the CPUs (THROUGHPUT_MAX_OTHERS %.0f%%): measuring both again",
+					c.name, run+1, runs, busiest, maxOthers)
+			}
+			r := &results[i]
+			r.loopRate = append(r.loopRate, loop.rate)
+			r.engineRate = append(r.engineRate, engine.rate)
+			r.ratio = append(r.ratio, engine.rate/loop.rate)
+			r.loopP50 = append(r.loopP50, loop.p50)
+			r.loopP99 = append(r.loopP99, loop.p99)
+			r.engineP50 = append(r.engineP50, engine.p50)
+			r.engineP99 = append(r.engineP99, engine.p99)
+			r.tail = append(r.tail, engine.p99/engine.p50)
+			r.loopGap = append(r.loopGap, loop.gap)
+			r.engineGap = append(r.engineGap, engine.gap)
+			r.rssFirst = append(r.rssFirst, engine.rssFirst)
+			r.rssMax = append(r.rssMax, engine.rssMax)
+			r.rssLast = append(r.rssLast, engine.rssLast)
+			r.others = append(r.others, loop.others, engine.others)
+			tsay(b, "%s run %d/%d: engine/loop %.2f", c.name, run+1, runs, engine.rate/loop.rate)
+		}
+	}
+
+	table := throughputTable(cases, results, rows, runs)
+	fmt.Print(table)
+	for i, c := range cases {
+		b.ReportMetric(median(results[i].ratio), c.name+"_engine/loop")
+		b.ReportMetric(median(results[i].tail), c.name+"_p99/p50")
+	}
+	tsay(b, "took %s", time.Since(began).Round(time.Second))
+}
+
+// throughputRepeats is how many times at most a pair of turns is measured
+// again when other processes used more than THROUGHPUT_MAX_OTHERS % of
+// the CPUs during either.
+const throughputRepeats = 2
+
+const defaultThroughputCases = "b1000-p1-w1,b1000-p8-w1,b1000-p8-w2,b5000-p1-w1,b5000-p8-w1,b5000-p8-w2"
+
+// throughputCase is one shape of the engine: batch size, partitions,
+// worker processes and each one's concurrency.
+type throughputCase struct {
+	name                                    string
+	batch, partitions, workers, concurrency int
+}
+
+func parseThroughputCases(s string) ([]throughputCase, error) {
+	re := regexp.MustCompile(`^b(\d+)-p(\d+)-w(\d+)(?:x(\d+))?$`)
+	var out []throughputCase
+	for _, name := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		m := re.FindStringSubmatch(name)
+		if m == nil {
+			return nil, fmt.Errorf("THROUGHPUT_CASES: %q is not b<batch>-p<partitions>-w<workers>[x<concurrency>], e.g. b1000-p8-w2x4", name)
+		}
+		c := throughputCase{name: name}
+		c.batch, _ = strconv.Atoi(m[1])
+		c.partitions, _ = strconv.Atoi(m[2])
+		c.workers, _ = strconv.Atoi(m[3])
+		c.concurrency = (c.partitions + c.workers - 1) / max(c.workers, 1)
+		if m[4] != "" {
+			c.concurrency, _ = strconv.Atoi(m[4])
+		}
+		if c.batch < 1 || c.partitions < 1 || c.workers < 1 || c.concurrency < 1 {
+			return nil, fmt.Errorf("THROUGHPUT_CASES: %q: every number must be at least 1", name)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("THROUGHPUT_CASES names no case")
+	}
+	return out, nil
+}
+
+func caseNames(cases []throughputCase) string {
+	var names []string
+	for _, c := range cases {
+		names = append(names, fmt.Sprintf("%s (workers %dx%d)", c.name, c.workers, c.concurrency))
+	}
+	return strings.Join(names, ", ")
+}
+
+// throughputResult is one case's figures, one per run.
+type throughputResult struct {
+	loopRate, engineRate, ratio []float64
+	loopP50, loopP99            []float64 // ms
+	engineP50, engineP99, tail  []float64 // ms; tail is p99/p50
+	loopGap, engineGap          []float64 // ms between batches
+	rssFirst, rssMax, rssLast   []float64 // MB
+	others                      []float64 // % of the CPUs others used during each turn
+}
+
+func throughputTable(cases []throughputCase, results []throughputResult, rows, runs int) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\nThroughput through the binaries: %d rows, medians of %d runs (ratio: the median of each run's engine/loop;\n"+
+		"between batches: the time, per batch, outside the batches' transactions; with several partitions, per partition,\n"+
+		"counting the time a partition's slot is idle once it is done;\n"+
+		"others' CPU: the most CPU time, %% of the machine's, that processes other than the benchmark's used during any of the case's turns)\n\n", rows, runs)
+	head := []string{"case", "workers", "loop rows/s", "engine rows/s", "ratio", "runs' ratios", "loop p50/p99 ms", "engine p50/p99 ms", "engine p99/p50", "between batches ms loop/engine", "worker RSS first/max/last MB", "others' CPU %"}
+	lines := [][]string{head}
+	for i, c := range cases {
+		r := results[i]
+		var each []string
+		for _, x := range r.ratio {
+			each = append(each, fmt.Sprintf("%.2f", x))
+		}
+		lines = append(lines, []string{
+			c.name,
+			fmt.Sprintf("%dx%d", c.workers, c.concurrency),
+			kilo(median(r.loopRate)),
+			kilo(median(r.engineRate)),
+			fmt.Sprintf("%.2f", median(r.ratio)),
+			strings.Join(each, " "),
+			ms(median(r.loopP50)) + " / " + ms(median(r.loopP99)),
+			ms(median(r.engineP50)) + " / " + ms(median(r.engineP99)),
+			fmt.Sprintf("%.2f", median(r.tail)),
+			ms(median(r.loopGap)) + " / " + ms(median(r.engineGap)),
+			fmt.Sprintf("%.0f / %.0f / %.0f", median(r.rssFirst), median(r.rssMax), median(r.rssLast)),
+			fmt.Sprintf("%.0f", slices.Max(r.others)),
+		})
+	}
+	widths := make([]int, len(head))
+	for _, l := range lines {
+		for j, cell := range l {
+			widths[j] = max(widths[j], len(cell))
+		}
+	}
+	for k, l := range lines {
+		sb.WriteString("|")
+		for j, cell := range l {
+			fmt.Fprintf(&sb, " %-*s |", widths[j], cell)
+		}
+		sb.WriteString("\n")
+		if k == 0 {
+			sb.WriteString("|")
+			for _, w := range widths {
+				sb.WriteString(strings.Repeat("-", w+2) + "|")
+			}
+			sb.WriteString("\n")
+		}
+	}
+	sb.WriteString("\n")
+	return sb.String()
+}
+
+const throughputDB = "throughput_bench"
+
+// throughputDatabase (re)creates the database of one turn with a fresh
+// items table of rows rows: loaded, packed, vacuumed and analysed, its
+// autovacuum off (it would start in some turns and not in others), and
+// returns its URL and a pool on it. The caller closes the pool.
+func throughputDatabase(b *testing.B, rows int) (string, *pgxpool.Pool) {
+	b.Helper()
+	ctx := context.Background()
+	dropThroughputDatabase()
+	admin, err := pgx.Connect(ctx, testdb.ServerURL())
+	if err != nil {
+		b.Fatalf("connecting to the server: %v", err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{throughputDB}.Sanitize()); err != nil {
+		b.Fatal(err)
+	}
+	url := testdb.WithDatabase(throughputDB)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	makeItems(b, pool, rows)
+	mustExec(b, pool, `ALTER TABLE items SET (autovacuum_enabled = off)`)
+	return url, pool
+}
+
+func dropThroughputDatabase() {
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, testdb.ServerURL())
+	if err == nil {
+		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{throughputDB}.Sanitize()+" WITH (FORCE)")
+		c.Close(ctx)
+	}
+}
+
+// checkRewritten fails the benchmark unless every row of items was
+// rewritten.
+func checkRewritten(b *testing.B, pool *pgxpool.Pool, who string) {
+	b.Helper()
+	var wrong int64
+	if err := pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM items WHERE price_eur_cents IS DISTINCT FROM price_cents * 92 / 100`).Scan(&wrong); err != nil {
+		b.Fatal(err)
+	}
+	if wrong > 0 {
+		b.Fatalf("%s left %d rows not rewritten", who, wrong)
+	}
+}
+
+type loopTurn struct {
+	rate     float64
+	took     time.Duration
+	p50, p99 float64 // ms
+	gap      float64 // ms between batches, on average
+	others   float64 // % of the machine's CPU time others used meanwhile
+}
+
+// runLoop is the baseline: one connection, per transaction the next batch's
+// keys, the UPDATE, the checkpoint row, commit.
+func runLoop(b *testing.B, rows, batch int) loopTurn {
+	b.Helper()
+	ctx := context.Background()
+	url, pool := throughputDatabase(b, rows)
+	defer pool.Close()
+	mustExec(b, pool, `CREATE TABLE loop_checkpoint (id int PRIMARY KEY, cursor bigint NOT NULL, rows bigint NOT NULL);
+INSERT INTO loop_checkpoint VALUES (1, 0, 0)`)
+	mustExec(b, pool, `CHECKPOINT`)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	waitQuiet(b)
+	account := startAccount(b, pool)
+
+	var (
+		cursor int64
+		done   int64
+		lat    []time.Duration
+	)
+	started := time.Now()
+	for {
+		t0 := time.Now()
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var first, last *int64
+		if err := tx.QueryRow(ctx, `SELECT min(id), max(id) FROM (SELECT id FROM items WHERE id > $1 ORDER BY id LIMIT $2) s`,
+			cursor, batch).Scan(&first, &last); err != nil {
+			b.Fatal(err)
+		}
+		if last == nil {
+			if err := tx.Rollback(ctx); err != nil {
+				b.Fatal(err)
+			}
+			break
+		}
+		tag, err := tx.Exec(ctx, `UPDATE items SET price_eur_cents = price_cents * 92 / 100 WHERE id BETWEEN $1 AND $2`, *first, *last)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE loop_checkpoint SET cursor = $1, rows = rows + $2 WHERE id = 1`, *last, tag.RowsAffected()); err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+		cursor = *last
+		done += tag.RowsAffected()
+	}
+	took := time.Since(started)
+	others := account.others(b, pool)
+	if done != int64(rows) {
+		b.Fatalf("the loop rewrote %d rows of %d", done, rows)
+	}
+	checkRewritten(b, pool, "the loop")
+	return loopTurn{rate: float64(done) / took.Seconds(), took: took, p50: percentileMS(lat, 0.50), p99: percentileMS(lat, 0.99), others: others,
+		gap: gapMS(took, 1, lat)}
+}
+
+type engineTurn struct {
+	rate                      float64
+	took                      time.Duration
+	p50, p99                  float64 // ms
+	gap                       float64 // ms between a partition's batches, on average
+	batches                   int
+	rssFirst, rssMax, rssLast float64 // MB, of the worker with the highest peak
+	others                    float64 // % of the machine's CPU time others used meanwhile
+}
+
+// runEngine runs the case's backfill through the binaries in a fresh
+// database and returns its speed from the run's own start to its finish.
+func runEngine(b *testing.B, bins faults.Binaries, rows int, c throughputCase, workerArgs []string) engineTurn {
+	b.Helper()
+	ctx := context.Background()
+	url, pool := throughputDatabase(b, rows)
+	defer pool.Close()
+
+	dir := b.TempDir()
+	file := fmt.Sprintf("-- table: items\n-- key: id\n-- batch: %d\n-- partitions: %d\n-- duty_cycle: off\n"+
+		"UPDATE items SET price_eur_cents = price_cents * 92 / 100 WHERE id BETWEEN @first AND @last;\n", c.batch, c.partitions)
+	if err := os.WriteFile(filepath.Join(dir, "1_eur.sql"), []byte(file), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	env := []string{"DATABASE_URL=" + url, "BACKFILL_DIR=" + dir, "REDIS_URL=", "LOG_FORMAT=json"}
+	if res := faults.Run(b, time.Minute, append(env, "LOG_LEVEL=warn"), bins.Enqueue, "migrate"); res.Code != 0 {
+		b.Fatalf("enqueue migrate: %s", res.Output())
+	}
+	mustExec(b, pool, `CHECKPOINT`)
+
+	env = append(env, "LOG_LEVEL=debug")
+	args := append([]string{"--concurrency", strconv.Itoa(c.concurrency)}, workerArgs...)
+	var workers []*faults.Process
+	for i := range c.workers {
+		workers = append(workers, faults.StartWorker(b, bins, fmt.Sprintf("w%d", i+1), env, args...))
+	}
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		for _, w := range workers {
+			if _, ok := w.Stop(30 * time.Second); !ok {
+				b.Errorf("worker %s did not stop within 30s", w.Name)
+			}
+		}
+	}
+	defer stop()
+	for _, w := range workers {
+		waitStarted(b, w)
+	}
+	waitQuiet(b)
+	account := startAccount(b, pool, workers...)
+
+	if res := faults.Run(b, time.Minute, append(env, "LOG_LEVEL=warn"), bins.Enqueue, "run", "1"); res.Code != 0 {
+		b.Fatalf("enqueue run 1: %s", res.Output())
+	}
+	sampler := sampleRSS(workers)
+	state, startedAt, finishedAt := waitFinished(b, pool, workers, rows)
+	others := account.others(b, pool, workers...)
+	rss := sampler.stop()
+	if state != "completed" {
+		b.Fatalf("the run ended %s", state)
+	}
+	var done int64
+	if err := pool.QueryRow(ctx, `SELECT coalesce(sum(rows_done), 0)::bigint FROM backfill.backfill_partitions
+WHERE run_id = (SELECT max(id) FROM backfill.backfill_runs)`).Scan(&done); err != nil {
+		b.Fatal(err)
+	}
+	if done != int64(rows) {
+		b.Fatalf("the run did %d rows of %d", done, rows)
+	}
+	stop()
+	checkRewritten(b, pool, "the engine")
+
+	lat, logged, lastBatch := batchDurations(b, workers)
+	if logged != int64(rows) {
+		b.Logf("note: the workers' batch done lines add up to %d rows of %d", logged, rows)
+	}
+	took := finishedAt.Sub(startedAt)
+	t := engineTurn{rate: float64(done) / took.Seconds(), took: took, batches: len(lat), others: others,
+		// finished_at is the start of the last batch's transaction.
+		gap: gapMS(took+lastBatch, min(c.partitions, c.workers*c.concurrency), lat),
+		p50: percentileMS(lat, 0.50), p99: percentileMS(lat, 0.99)}
+	for _, s := range rss {
+		if len(s) == 0 {
+			continue
+		}
+		if peak := slices.Max(s); peak >= t.rssMax {
+			t.rssFirst, t.rssMax, t.rssLast = s[0], peak, s[len(s)-1]
+		}
+	}
+	return t
+}
+
+// waitStarted waits for the worker's "worker started" line.
+func waitStarted(b *testing.B, w *faults.Process) {
+	b.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		for _, l := range w.Stderr.Lines() {
+			if strings.Contains(l.Text, `"msg":"worker started"`) {
+				return
+			}
+		}
+		if !w.Running() {
+			b.Fatalf("worker %s exited at start:\n%s", w.Name, w.Stderr.String())
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("worker %s did not start within 30s:\n%s", w.Name, w.Stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitFinished polls the run until it is no longer pending or running,
+// and returns its state, started_at and finished_at.
+func waitFinished(b *testing.B, pool *pgxpool.Pool, workers []*faults.Process, rows int) (string, time.Time, time.Time) {
+	b.Helper()
+	// Generous: 2,000 rows/s at the least.
+	began := time.Now()
+	deadline := began.Add(2*time.Minute + time.Duration(rows/2000)*time.Second)
+	for {
+		var (
+			state             string
+			started, finished *time.Time
+		)
+		if err := pool.QueryRow(context.Background(),
+			`SELECT state, started_at, finished_at FROM backfill.backfill_runs ORDER BY id DESC LIMIT 1`).Scan(&state, &started, &finished); err != nil {
+			b.Fatal(err)
+		}
+		if state != "pending" && state != "running" && finished != nil {
+			if started == nil {
+				b.Fatalf("the run is %s without a start time", state)
+			}
+			return state, *started, *finished
+		}
+		for _, w := range workers {
+			if !w.Running() {
+				b.Fatalf("worker %s exited during the run:\n%s", w.Name, w.Stderr.String())
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("the run is still %s after %s", state, time.Since(began).Round(time.Second))
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// batchDurations reads the workers' "batch done" lines: each batch's
+// duration (slog's JSON writes a duration in nanoseconds), the rows of all
+// of them and the duration of the last one logged.
+func batchDurations(b *testing.B, workers []*faults.Process) ([]time.Duration, int64, time.Duration) {
+	b.Helper()
+	var (
+		out    []time.Duration
+		rows   int64
+		lastAt time.Time
+		last   time.Duration
+	)
+	for _, w := range workers {
+		for _, l := range w.Stderr.Lines() {
+			if !strings.Contains(l.Text, `"batch done"`) {
+				continue
+			}
+			var rec struct {
+				Msg      string `json:"msg"`
+				Duration *int64 `json:"duration"`
+				Rows     int64  `json:"rows"`
+			}
+			if err := json.Unmarshal([]byte(l.Text), &rec); err != nil || rec.Msg != "batch done" {
+				continue
+			}
+			if rec.Duration == nil {
+				b.Fatalf("a batch done line without a duration: %s", l.Text)
+			}
+			out = append(out, time.Duration(*rec.Duration))
+			rows += rec.Rows
+			if !l.At.Before(lastAt) {
+				lastAt, last = l.At, time.Duration(*rec.Duration)
+			}
+		}
+	}
+	if len(out) == 0 {
+		b.Fatalf("the workers logged no batch done line (LOG_LEVEL=debug, LOG_FORMAT=json); worker w1:\n%s", workers[0].Stderr.String())
+	}
+	return out, rows, last
+}
+
+// rssSampler reads each worker's VmRSS every second.
+type rssSampler struct {
+	done    chan struct{}
+	wg      sync.WaitGroup
+	samples [][]float64 // MB, per worker
+}
+
+func sampleRSS(workers []*faults.Process) *rssSampler {
+	s := &rssSampler{done: make(chan struct{}), samples: make([][]float64, len(workers))}
+	take := func() {
+		for i, w := range workers {
+			if mb, ok := vmRSS(w.Cmd.Process.Pid); ok {
+				s.samples[i] = append(s.samples[i], mb)
+			}
+		}
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				take()
+			case <-s.done:
+				take() // the last one, as the run finished
+				return
+			}
+		}
+	}()
+	return s
+}
+
+func (s *rssSampler) stop() [][]float64 {
+	close(s.done)
+	s.wg.Wait()
+	return s.samples
+}
+
+// vmRSS is a process's resident memory in MB, from /proc.
+func vmRSS(pid int) (float64, bool) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024, err == nil
+		}
+	}
+	return 0, false
+}
+
+// gapMS is the time, in ms and on average, between the end of a batch
+// and the start of the next, when slots batches at a time took took: what
+// is not in the batches' transactions.
+func gapMS(took time.Duration, slots int, lat []time.Duration) float64 {
+	var in time.Duration
+	for _, d := range lat {
+		in += d
+	}
+	return float64(time.Duration(slots)*took-in) / float64(len(lat)) / float64(time.Millisecond)
+}
+
+// percentileMS is the nearest-rank percentile p of ds, in milliseconds.
+func percentileMS(ds []time.Duration, p float64) float64 {
+	if len(ds) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(math.Ceil(p*float64(len(s)))) - 1
+	return float64(s[min(max(i, 0), len(s)-1)]) / float64(time.Millisecond)
+}
+
+// machine describes where the benchmark runs: CPUs, their model, and the
+// server's version.
+func machine(b *testing.B) string {
+	b.Helper()
+	model := "?"
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		if m := regexp.MustCompile(`(?m)^model name\s*:\s*(.+)$`).FindSubmatch(data); m != nil {
+			model = string(m[1])
+		}
+	}
+	version := "?"
+	ctx := context.Background()
+	if c, err := pgx.Connect(ctx, testdb.ServerURL()); err == nil {
+		_ = c.QueryRow(ctx, `SELECT current_setting('server_version') || ', shared_buffers ' || current_setting('shared_buffers')`).Scan(&version)
+		c.Close(ctx)
+	}
+	return fmt.Sprintf("%d CPUs (%s), PostgreSQL %s", runtime.NumCPU(), model, version)
+}
+
+// cpuAccount is what the machine's CPUs, and the benchmark's own processes,
+// had used at a turn's start: this process with its children (the enqueue
+// runs), the workers, the server's sessions on the turn's database and its
+// checkpointer and writers.
+type cpuAccount struct {
+	busy, total float64
+	ours        map[int]float64
+}
+
+func startAccount(b *testing.B, pool *pgxpool.Pool, workers ...*faults.Process) *cpuAccount {
+	b.Helper()
+	a := &cpuAccount{ours: map[int]float64{}}
+	for _, pid := range ourPids(b, pool, workers) {
+		a.ours[pid] = procTicks(pid)
+	}
+	a.busy, a.total = machineTicks()
+	return a
+}
+
+// others is the share of the machine's CPU time, in %, that processes
+// other than the benchmark's used since the turn's start: other programs,
+// the server's sessions on other databases, and the kernel's threads (some
+// of whose block I/O is the benchmark's). It assumes the server runs on
+// this machine.
+func (a *cpuAccount) others(b *testing.B, pool *pgxpool.Pool, workers ...*faults.Process) float64 {
+	b.Helper()
+	var ours float64
+	for _, pid := range ourPids(b, pool, workers) {
+		ours += procTicks(pid) - a.ours[pid] // from 0 for a session opened since
+	}
+	busy, total := machineTicks()
+	if total <= a.total {
+		return math.NaN()
+	}
+	return max(0, 100*((busy-a.busy)-ours)/(total-a.total))
+}
+
+// ourPids are this process, the workers, the server's sessions on the
+// pool's database and the server's processes that write for them (they
+// write for other sessions too, but mostly for the benchmark's).
+func ourPids(b *testing.B, pool *pgxpool.Pool, workers []*faults.Process) []int {
+	b.Helper()
+	pids := []int{os.Getpid()}
+	for _, w := range workers {
+		pids = append(pids, w.Cmd.Process.Pid)
+	}
+	rows, err := pool.Query(context.Background(), `SELECT pid FROM pg_stat_activity
+WHERE datname = current_database() OR backend_type IN ('checkpointer', 'walwriter', 'background writer')`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	backends, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, pid := range backends {
+		pids = append(pids, int(pid))
+	}
+	return pids
+}
+
+// procTicks is the CPU time a process used, with that of the children it
+// waited for, in clock ticks (0 when it is gone).
+func procTicks(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command (in parentheses, it may hold spaces)
+	// start with the 3rd, state; utime, stime, cutime and cstime are the
+	// 14th to 17th.
+	i := strings.LastIndexByte(string(data), ')')
+	f := strings.Fields(string(data[i+1:]))
+	var sum float64
+	for _, k := range []int{11, 12, 13, 14} {
+		if k < len(f) {
+			v, _ := strconv.ParseFloat(f[k], 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
+// machineTicks is the time all the machine's CPUs were busy, and all the
+// time they had, in clock ticks, from /proc/stat.
+func machineTicks() (busy, total float64) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	for i, f := range strings.Fields(line)[1:] {
+		if i >= 8 { // guest time, counted in user already
+			break
+		}
+		v, _ := strconv.ParseFloat(f, 64)
+		total += v
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+	}
+	return busy, total
+}
+
+// waitQuiet waits, at most a minute, until the machine's CPUs were at most
+// THROUGHPUT_QUIET % busy (25; 100 does not wait) over half a second, so
+// that a turn does not start while something else keeps the machine busy.
+func waitQuiet(b *testing.B) {
+	b.Helper()
+	quiet := float64(envInt("THROUGHPUT_QUIET", 25))
+	started := time.Now()
+	for {
+		busy := cpuBusy()
+		if busy <= quiet || math.IsNaN(busy) {
+			if waited := time.Since(started); waited > time.Second {
+				tsay(b, "waited %s for the CPUs to be at most %.0f%% busy", waited.Round(time.Second), quiet)
+			}
+			return
+		}
+		if time.Since(started) > time.Minute {
+			tsay(b, "the CPUs are still %.0f%% busy after a minute (THROUGHPUT_QUIET %.0f%%): measuring anyway", busy, quiet)
+			return
+		}
+	}
+}
+
+// cpuBusy is the share of the machine's CPU time, in %, that was not idle
+// over half a second.
+func cpuBusy() float64 {
+	b0, t0 := machineTicks()
+	time.Sleep(500 * time.Millisecond)
+	b1, t1 := machineTicks()
+	if t1 <= t0 {
+		return math.NaN()
+	}
+	return 100 * (b1 - b0) / (t1 - t0)
+}
+
+func kilo(rate float64) string { return fmt.Sprintf("%.1fk", rate/1000) }
+
+func ms(v float64) string { return fmt.Sprintf("%.2f", v) }
+
+func cmpOr(s, def string) string {
+	if strings.TrimSpace(s) == "" {
+		return def
+	}
+	return s
+}
+
+// tsay prints a line of the benchmark's progress or result on stdout too:
+// go test keeps only the first lines of a benchmark's log.
+func tsay(b *testing.B, format string, args ...any) {
+	b.Helper()
+	b.Logf(format, args...)
+	fmt.Printf("THROUGHPUT "+format+"\n", args...)
+}
