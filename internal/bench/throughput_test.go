@@ -56,7 +56,8 @@ import (
 // ratio, measured minutes apart at most), both batch latencies p50/p99, the
 // engine's p99/p50, the time between batches (the speed's time, for every
 // batch at once, less the batches' own, per batch: what costs time outside
-// the batches' transactions) and the workers' memory; and reports each case's ratio
+// the batches' transactions), the CPU time per batch of the clients and of
+// the server, and the workers' memory; and reports each case's ratio
 // and p99/p50 as metrics. Each turn checks that every row was rewritten.
 //
 //	go test -run '^$' -bench ThroughputBinaries -benchtime 1x -timeout 60m ./internal/bench/
@@ -74,8 +75,8 @@ import (
 // 100 never) is measured again, twice at most. A quick check:
 // THROUGHPUT_ROWS=200000 THROUGHPUT_RUNS=1 THROUGHPUT_CASES=b1000-p1-w1.
 // It runs on the server of the tests (TEST_DATABASE_URL, DATABASE_URL or
-// the local one), in the database throughput_bench, dropped at the end;
-// Redis is not used (no rate).
+// the local one), in a database of its own, throughput_bench_<its pid>,
+// dropped at the end; Redis is not used (no rate).
 func BenchmarkThroughputBinaries(b *testing.B) {
 	rows := envInt("THROUGHPUT_ROWS", 2_000_000)
 	runs := envInt("THROUGHPUT_RUNS", 3)
@@ -97,14 +98,16 @@ func BenchmarkThroughputBinaries(b *testing.B) {
 			var engine engineTurn
 			measureLoop := func() {
 				loop = runLoop(b, rows, c.batch)
-				tsay(b, "%s run %d/%d: loop   %s rows/s (%s), batch p50 %s p99 %s ms, %s ms between batches; others used %.0f%% of the CPUs",
-					c.name, run+1, runs, kilo(loop.rate), loop.took.Round(time.Millisecond), ms(loop.p50), ms(loop.p99), ms(loop.gap), loop.others)
+				tsay(b, "%s run %d/%d: loop   %s rows/s (%s), batch p50 %s p99 %s ms, %s ms between batches, CPU per batch %s ms client + %s ms server; others used %.0f%% of the CPUs",
+					c.name, run+1, runs, kilo(loop.rate), loop.took.Round(time.Millisecond), ms(loop.p50), ms(loop.p99), ms(loop.gap),
+					ms(loop.cpuPerBatch[0]), ms(loop.cpuPerBatch[1]), loop.others)
 			}
 			measureEngine := func() {
 				engine = runEngine(b, bins, rows, c, workerArgs)
-				tsay(b, "%s run %d/%d: engine %s rows/s (%s), batch p50 %s p99 %s ms, %s ms between batches, %d batches, worker RSS %.0f/%.0f/%.0f MB; others used %.0f%% of the CPUs",
+				tsay(b, "%s run %d/%d: engine %s rows/s (%s), batch p50 %s p99 %s ms, %s ms between batches, CPU per batch %s ms client + %s ms server, %d batches, worker RSS %.0f/%.0f/%.0f MB; others used %.0f%% of the CPUs",
 					c.name, run+1, runs, kilo(engine.rate), engine.took.Round(time.Millisecond), ms(engine.p50), ms(engine.p99),
-					ms(engine.gap), engine.batches, engine.rssFirst, engine.rssMax, engine.rssLast, engine.others)
+					ms(engine.gap), ms(engine.cpuPerBatch[0]), ms(engine.cpuPerBatch[1]), engine.batches,
+					engine.rssFirst, engine.rssMax, engine.rssLast, engine.others)
 			}
 			for attempt := 1; ; attempt++ {
 				if run%2 == 0 {
@@ -132,6 +135,8 @@ func BenchmarkThroughputBinaries(b *testing.B) {
 			r.tail = append(r.tail, engine.p99/engine.p50)
 			r.loopGap = append(r.loopGap, loop.gap)
 			r.engineGap = append(r.engineGap, engine.gap)
+			r.loopCPU = append(r.loopCPU, loop.cpuPerBatch)
+			r.engineCPU = append(r.engineCPU, engine.cpuPerBatch)
 			r.rssFirst = append(r.rssFirst, engine.rssFirst)
 			r.rssMax = append(r.rssMax, engine.rssMax)
 			r.rssLast = append(r.rssLast, engine.rssLast)
@@ -190,6 +195,15 @@ func parseThroughputCases(s string) ([]throughputCase, error) {
 	return out, nil
 }
 
+// cpuCell is the medians of the clients' and the server's CPU per batch.
+func cpuCell(runs [][2]float64) string {
+	var c, s []float64
+	for _, r := range runs {
+		c, s = append(c, r[0]), append(s, r[1])
+	}
+	return fmt.Sprintf("%.2f+%.2f", median(c), median(s))
+}
+
 func caseNames(cases []throughputCase) string {
 	var names []string
 	for _, c := range cases {
@@ -201,20 +215,22 @@ func caseNames(cases []throughputCase) string {
 // throughputResult is one case's figures, one per run.
 type throughputResult struct {
 	loopRate, engineRate, ratio []float64
-	loopP50, loopP99            []float64 // ms
-	engineP50, engineP99, tail  []float64 // ms; tail is p99/p50
-	loopGap, engineGap          []float64 // ms between batches
-	rssFirst, rssMax, rssLast   []float64 // MB
-	others                      []float64 // % of the CPUs others used during each turn
+	loopP50, loopP99            []float64    // ms
+	engineP50, engineP99, tail  []float64    // ms; tail is p99/p50
+	loopGap, engineGap          []float64    // ms between batches
+	loopCPU, engineCPU          [][2]float64 // ms per batch: client, server
+	rssFirst, rssMax, rssLast   []float64    // MB
+	others                      []float64    // % of the CPUs others used during each turn
 }
 
 func throughputTable(cases []throughputCase, results []throughputResult, rows, runs int) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "\nThroughput through the binaries: %d rows, medians of %d runs (ratio: the median of each run's engine/loop;\n"+
 		"between batches: the time, per batch, outside the batches' transactions; with several partitions, per partition,\n"+
-		"counting the time a partition's slot is idle once it is done;\n"+
+		"counting the time a partition's slot is idle once it is done; CPU: the CPU time per batch of the client (the loop's process,\n"+
+		"the workers) and of the server's processes that worked for it (its sessions, checkpointer and writers);\n"+
 		"others' CPU: the most CPU time, %% of the machine's, that processes other than the benchmark's used during any of the case's turns)\n\n", rows, runs)
-	head := []string{"case", "workers", "loop rows/s", "engine rows/s", "ratio", "runs' ratios", "loop p50/p99 ms", "engine p50/p99 ms", "engine p99/p50", "between batches ms loop/engine", "worker RSS first/max/last MB", "others' CPU %"}
+	head := []string{"case", "workers", "loop rows/s", "engine rows/s", "ratio", "runs' ratios", "loop p50/p99 ms", "engine p50/p99 ms", "engine p99/p50", "between batches ms loop/engine", "CPU ms/batch client+server loop/engine", "worker RSS first/max/last MB", "others' CPU %"}
 	lines := [][]string{head}
 	for i, c := range cases {
 		r := results[i]
@@ -233,6 +249,7 @@ func throughputTable(cases []throughputCase, results []throughputResult, rows, r
 			ms(median(r.engineP50)) + " / " + ms(median(r.engineP99)),
 			fmt.Sprintf("%.2f", median(r.tail)),
 			ms(median(r.loopGap)) + " / " + ms(median(r.engineGap)),
+			cpuCell(r.loopCPU) + " / " + cpuCell(r.engineCPU),
 			fmt.Sprintf("%.0f / %.0f / %.0f", median(r.rssFirst), median(r.rssMax), median(r.rssLast)),
 			fmt.Sprintf("%.0f", slices.Max(r.others)),
 		})
@@ -261,7 +278,9 @@ func throughputTable(cases []throughputCase, results []throughputResult, rows, r
 	return sb.String()
 }
 
-const throughputDB = "throughput_bench"
+// throughputDB is the turns' database, one per benchmark process so that
+// two runs at once on one server do not drop each other's.
+var throughputDB = "throughput_bench_" + strconv.Itoa(os.Getpid())
 
 // throughputDatabase (re)creates the database of one turn with a fresh
 // items table of rows rows: loaded, packed, vacuumed and analysed, its
@@ -318,6 +337,9 @@ type loopTurn struct {
 	p50, p99 float64 // ms
 	gap      float64 // ms between batches, on average
 	others   float64 // % of the machine's CPU time others used meanwhile
+	// cpuPerBatch is the CPU time per batch, ms, of the client and of the
+	// server's processes that worked for it.
+	cpuPerBatch [2]float64
 }
 
 // runLoop is the baseline: one connection, per transaction the next batch's
@@ -376,13 +398,13 @@ INSERT INTO loop_checkpoint VALUES (1, 0, 0)`)
 		done += tag.RowsAffected()
 	}
 	took := time.Since(started)
-	others := account.others(b, pool)
+	cpu := account.use(b, pool)
 	if done != int64(rows) {
 		b.Fatalf("the loop rewrote %d rows of %d", done, rows)
 	}
 	checkRewritten(b, pool, "the loop")
-	return loopTurn{rate: float64(done) / took.Seconds(), took: took, p50: percentileMS(lat, 0.50), p99: percentileMS(lat, 0.99), others: others,
-		gap: gapMS(took, 1, lat)}
+	return loopTurn{rate: float64(done) / took.Seconds(), took: took, p50: percentileMS(lat, 0.50), p99: percentileMS(lat, 0.99), gap: gapMS(took, 1, lat),
+		others: cpu.others, cpuPerBatch: perBatchMS(cpu, len(lat))}
 }
 
 type engineTurn struct {
@@ -391,8 +413,9 @@ type engineTurn struct {
 	p50, p99                  float64 // ms
 	gap                       float64 // ms between a partition's batches, on average
 	batches                   int
-	rssFirst, rssMax, rssLast float64 // MB, of the worker with the highest peak
-	others                    float64 // % of the machine's CPU time others used meanwhile
+	rssFirst, rssMax, rssLast float64    // MB, of the worker with the highest peak
+	others                    float64    // % of the machine's CPU time others used meanwhile
+	cpuPerBatch               [2]float64 // as loopTurn's
 }
 
 // runEngine runs the case's backfill through the binaries in a fresh
@@ -445,7 +468,7 @@ func runEngine(b *testing.B, bins faults.Binaries, rows int, c throughputCase, w
 	}
 	sampler := sampleRSS(workers)
 	state, startedAt, finishedAt := waitFinished(b, pool, workers, rows)
-	others := account.others(b, pool, workers...)
+	cpu := account.use(b, pool, workers...)
 	rss := sampler.stop()
 	if state != "completed" {
 		b.Fatalf("the run ended %s", state)
@@ -466,7 +489,8 @@ WHERE run_id = (SELECT max(id) FROM backfill.backfill_runs)`).Scan(&done); err !
 		b.Logf("note: the workers' batch done lines add up to %d rows of %d", logged, rows)
 	}
 	took := finishedAt.Sub(startedAt)
-	t := engineTurn{rate: float64(done) / took.Seconds(), took: took, batches: len(lat), others: others,
+	t := engineTurn{rate: float64(done) / took.Seconds(), took: took, batches: len(lat),
+		others: cpu.others, cpuPerBatch: perBatchMS(cpu, len(lat)),
 		// finished_at is the start of the last batch's transaction.
 		gap: gapMS(took+lastBatch, min(c.partitions, c.workers*c.concurrency), lat),
 		p50: percentileMS(lat, 0.50), p99: percentileMS(lat, 0.99)}
@@ -632,6 +656,12 @@ func vmRSS(pid int) (float64, bool) {
 	return 0, false
 }
 
+// perBatchMS is the clients' and the server's CPU time per batch, in ms.
+func perBatchMS(u cpuUse, batches int) [2]float64 {
+	n := float64(max(batches, 1))
+	return [2]float64{1000 * u.client / n, 1000 * u.server / n}
+}
+
 // gapMS is the time, in ms and on average, between the end of a batch
 // and the start of the next, when slots batches at a time took took: what
 // is not in the batches' transactions.
@@ -674,50 +704,71 @@ func machine(b *testing.B) string {
 }
 
 // cpuAccount is what the machine's CPUs, and the benchmark's own processes,
-// had used at a turn's start: this process with its children (the enqueue
-// runs), the workers, the server's sessions on the turn's database and its
-// checkpointer and writers.
+// had used at a turn's start: the clients (this process with its children,
+// the enqueue runs, and the workers) and the server's processes that work
+// for them (its sessions on the turn's database, its checkpointer and
+// writers).
 type cpuAccount struct {
 	busy, total float64
-	ours        map[int]float64
+	ticks       map[int]float64
+}
+
+// cpuUse is what a turn used: others is the share of the machine's CPU
+// time, in %, that other processes used; client and server are the CPU
+// seconds of the benchmark's clients and of the server's processes that
+// worked for them.
+type cpuUse struct {
+	others, client, server float64
 }
 
 func startAccount(b *testing.B, pool *pgxpool.Pool, workers ...*faults.Process) *cpuAccount {
 	b.Helper()
-	a := &cpuAccount{ours: map[int]float64{}}
-	for _, pid := range ourPids(b, pool, workers) {
-		a.ours[pid] = procTicks(pid)
+	a := &cpuAccount{ticks: map[int]float64{}}
+	clients, server := ourPids(b, pool, workers)
+	for _, pid := range append(clients, server...) {
+		a.ticks[pid] = procTicks(pid)
 	}
 	a.busy, a.total = machineTicks()
 	return a
 }
 
-// others is the share of the machine's CPU time, in %, that processes
-// other than the benchmark's used since the turn's start: other programs,
+// use reads what the turn used since its start. Others are other programs,
 // the server's sessions on other databases, and the kernel's threads (some
 // of whose block I/O is the benchmark's). It assumes the server runs on
 // this machine.
-func (a *cpuAccount) others(b *testing.B, pool *pgxpool.Pool, workers ...*faults.Process) float64 {
+func (a *cpuAccount) use(b *testing.B, pool *pgxpool.Pool, workers ...*faults.Process) cpuUse {
 	b.Helper()
-	var ours float64
-	for _, pid := range ourPids(b, pool, workers) {
-		ours += procTicks(pid) - a.ours[pid] // from 0 for a session opened since
+	clients, server := ourPids(b, pool, workers)
+	since := func(pids []int) float64 {
+		var sum float64
+		for _, pid := range pids {
+			sum += procTicks(pid) - a.ticks[pid] // from 0 for a session opened since
+		}
+		return sum
 	}
+	c, s := since(clients), since(server)
 	busy, total := machineTicks()
-	if total <= a.total {
-		return math.NaN()
+	u := cpuUse{client: c / clockTicks, server: s / clockTicks, others: math.NaN()}
+	if total > a.total {
+		u.others = max(0, 100*((busy-a.busy)-c-s)/(total-a.total))
 	}
-	return max(0, 100*((busy-a.busy)-ours)/(total-a.total))
+	return u
 }
 
-// ourPids are this process, the workers, the server's sessions on the
-// pool's database and the server's processes that write for them (they
-// write for other sessions too, but mostly for the benchmark's).
-func ourPids(b *testing.B, pool *pgxpool.Pool, workers []*faults.Process) []int {
+// clockTicks is the kernel's clock ticks per second, the unit of /proc's
+// CPU times (USER_HZ: 100 on every Linux architecture Go builds for but
+// alpha and ia64).
+const clockTicks = 100
+
+// ourPids are the clients (this process and the workers) and the server's
+// processes that work for them: its sessions on the pool's database and its
+// checkpointer and writers (they write for other sessions too, but mostly
+// for the benchmark's).
+func ourPids(b *testing.B, pool *pgxpool.Pool, workers []*faults.Process) (clients, server []int) {
 	b.Helper()
-	pids := []int{os.Getpid()}
+	clients = []int{os.Getpid()}
 	for _, w := range workers {
-		pids = append(pids, w.Cmd.Process.Pid)
+		clients = append(clients, w.Cmd.Process.Pid)
 	}
 	rows, err := pool.Query(context.Background(), `SELECT pid FROM pg_stat_activity
 WHERE datname = current_database() OR backend_type IN ('checkpointer', 'walwriter', 'background writer')`)
@@ -729,9 +780,9 @@ WHERE datname = current_database() OR backend_type IN ('checkpointer', 'walwrite
 		b.Fatal(err)
 	}
 	for _, pid := range backends {
-		pids = append(pids, int(pid))
+		server = append(server, int(pid))
 	}
-	return pids
+	return clients, server
 }
 
 // procTicks is the CPU time a process used, with that of the children it
