@@ -72,8 +72,11 @@ const (
 	etaTail = 1.0
 )
 
-// speedEstimate is a run's speed, its busy share over the same time, and
-// the range the speed lies within.
+// speedEstimate is a run's speed, the range it lies within, and the share of
+// the window its batches kept the database busy (the whole window, warm-up
+// included: the busy_seconds of a batch stop at its checkpoint, before its
+// commit, so a run its duty cycle holds reads a little under it once steady,
+// and status says the duty cycle holds it back from 90% of it on).
 type speedEstimate struct {
 	Speed, Busy      float64
 	Slowest, Fastest float64
@@ -87,7 +90,6 @@ func estimateSpeed(m speedSample, rate, duty float64, partitions int64, batchRow
 		return speedEstimate{}
 	}
 	sofar := m.Rows / m.Span
-	var e speedEstimate
 	// Rows per second of database time, and what each limit allows.
 	var allowedByDuty, allowedBySlots float64
 	if m.Busy > 0 {
@@ -99,11 +101,12 @@ func estimateSpeed(m speedSample, rate, duty float64, partitions int64, batchRow
 			allowedBySlots = float64(slots) * perBusySecond
 		}
 	}
+	e := speedEstimate{Busy: m.Busy / m.Span}
 	measured := m.SteadySpan >= steadyAfter
 	if measured {
-		e.Speed, e.Busy = m.SteadyRows/m.SteadySpan, m.SteadyBusy/m.SteadySpan
+		e.Speed = m.SteadyRows / m.SteadySpan
 	} else {
-		e.Speed, e.Busy = sofar, m.Busy/m.Span
+		e.Speed = sofar
 		for _, limit := range []float64{rate, allowedByDuty, allowedBySlots} {
 			if limit > 0 {
 				e.Speed = min(e.Speed, limit)

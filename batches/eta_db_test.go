@@ -62,7 +62,7 @@ ON CONFLICT (run_id, partition) DO UPDATE SET rows_done = excluded.rows_done, ba
 	// 3.7 s in: the 3 s after the warm-up.
 	st := at(4*time.Second, 5200)
 	require.InDelta(t, 1200, st.RowsPerSecond, 1, "not 5,200 rows over 3.7 s")
-	require.InDelta(t, 0.3, st.BusyShare, 1e-3)
+	require.InDelta(t, (0.4+3*0.3)/3.7, st.BusyShare, 1e-3, "over the whole window")
 	require.Less(t, *st.ETAHighSeconds-*st.ETALowSeconds, *warm.ETAHighSeconds-*warm.ETALowSeconds, "narrower")
 
 	// 9.7 s in: narrower still.

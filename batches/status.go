@@ -38,8 +38,9 @@ type RunStatus struct {
 	// second after it was measured, the speed so far, no faster than its
 	// limits allow (see eta.go). Never above the rate in force.
 	RowsPerSecond float64 `json:"rows_per_second"`
-	// BusyShare is the share of the same time the run's batches kept the
-	// database busy, summed over the pool: what its duty cycle counts.
+	// BusyShare is the share of the last minute (or the run's life, or the
+	// time since its last resume) the run's batches kept the database busy,
+	// summed over the pool: what its duty cycle counts.
 	BusyShare float64 `json:"busy_share"`
 	// ETASeconds is the time left at RowsPerSecond, the best estimate;
 	// null when unknown. ETALowSeconds and ETAHighSeconds are the range the
