@@ -43,6 +43,11 @@ type BatchParams struct {
 	// round trip as the partition is locked (and cut again should the
 	// partition stand elsewhere).
 	After *Position
+	// Commit lets a batch that leaves its partition unfinished send its
+	// checkpoint and COMMIT in one round trip. BatchResult.Committed then
+	// says tx is over: the caller must neither commit nor roll it back, nor
+	// use it again (its connection is idle and may be released).
+	Commit bool
 }
 
 // Position is where a partition stands: its checkpoint (nil before its
@@ -67,6 +72,9 @@ type BatchResult struct {
 	RunState State
 	// Next is where the partition stands after the batch.
 	Next Position
+	// Committed is true when the batch committed tx itself (see
+	// BatchParams.Commit).
+	Committed bool
 }
 
 // BatchError is a batch that failed, with its key range.
@@ -214,9 +222,11 @@ FOR UPDATE OF bp`), run.ID, p.Partition).QueryRow(func(row pgx.Row) error {
 	if res.PartitionDone {
 		next = "done"
 	}
-	// The checkpoint and the batch's throughput in one statement: one round
+	// The checkpoint and the batch's throughput in one statement, with the
+	// COMMIT when the caller lets the batch end its transaction: one round
 	// trip.
-	if _, err := tx.Exec(ctx, inSchema(`
+	checkpoint := &pgx.Batch{}
+	checkpoint.Queue(inSchema(`
 WITH checkpoint AS (
 	UPDATE backfill_partitions
 	SET cursor_key = $3, state = $4, rows_done = rows_done + $5, rows_affected = rows_affected + $6,
@@ -228,10 +238,30 @@ INSERT INTO backfill_throughput (run_id, partition, second, rows, busy_seconds)
 SELECT $1, $2, date_trunc('second', now()), $5, $8 FROM checkpoint WHERE $7 > 0
 ON CONFLICT (run_id, partition, second) DO UPDATE
 SET rows = backfill_throughput.rows + excluded.rows, busy_seconds = backfill_throughput.busy_seconds + excluded.busy_seconds`),
-		run.ID, p.Partition, cursor, next, res.Batch.Rows, res.RowsAffected, boolInt(ok), time.Since(started).Seconds()); err != nil {
+		run.ID, p.Partition, cursor, next, res.Batch.Rows, res.RowsAffected, boolInt(ok), time.Since(started).Seconds())
+	commit := p.Commit && !res.PartitionDone
+	if commit {
+		checkpoint.Queue(`COMMIT`)
+	}
+	results := tx.SendBatch(ctx, checkpoint)
+	_, err = results.Exec()
+	if err == nil && commit {
+		var tag pgconn.CommandTag
+		if tag, err = results.Exec(); err == nil && tag.String() != "COMMIT" {
+			// How a COMMIT of a transaction that failed unnoticed answers.
+			err = pgx.ErrTxCommitRollback
+		}
+		if err != nil {
+			// The batch's own work failed at COMMIT (a deferred constraint):
+			// a failure of the batch, with its keys.
+			_ = results.Close()
+			return nil, &BatchError{Batch: res.Batch, Err: fmt.Errorf("committing: %w", err)}
+		}
+	}
+	if err = cmp.Or(err, results.Close()); err != nil {
 		return nil, fmt.Errorf("batches: checkpointing partition %d of run %d: %w", p.Partition, run.ID, err)
 	}
-	res.Next = Position{Cursor: cursor, Upper: upper}
+	res.Next, res.Committed = Position{Cursor: cursor, Upper: upper}, commit
 	if res.PartitionDone {
 		if res.RunState, err = settleRunTx(ctx, tx, run); err != nil {
 			return nil, err

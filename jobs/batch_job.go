@@ -126,20 +126,27 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 			c.size, set = run.Options.BatchSize, run.Options.BatchSize
 		}
 		p.BatchSize = c.size
+		// Within its slice, a batch that leaves the partition unfinished
+		// commits with its checkpoint (one round trip less); the job then
+		// goes on with the next batch, or hands over at the next pace.
+		p.Commit = time.Now().Before(deadline) && !w.stopping()
 
 		started := time.Now()
 		var (
 			res      *batches.BatchResult
 			finished bool
 		)
-		err := w.batchTx(ctx, run, func(tx pgx.Tx) error {
+		err := w.batchTx(ctx, run, func(tx pgx.Tx) (bool, error) {
 			var err error
 			if res, err = batches.ProcessBatchTx(ctx, tx, p); err != nil {
-				return err
+				return false, err
 			}
 			took := time.Since(started)
 			c.size, set = nextBatchSize(run.Options, c.size, set, res, took)
 			c.busy, c.notBefore = took, time.Time{}
+			if res.Committed {
+				return true, nil
+			}
 			// The job ends in the batch's own transaction: completed with the
 			// partition's last batch, or handed to a new job from the
 			// checkpoint when its slice is used up.
@@ -151,7 +158,7 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 				finished = true
 				err = w.handOverTx(ctx, tx, job, run, c)
 			}
-			return err
+			return false, err
 		})
 		switch {
 		case errors.Is(err, batches.ErrRunInactive):
@@ -181,16 +188,46 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 		if finished {
 			return nil
 		}
+		if res.Committed && (time.Now().After(deadline) || w.stopping()) {
+			// The slice ran out during a batch that committed itself: hand
+			// the partition over in a transaction of its own.
+			return w.handOver(ctx, job, run, c)
+		}
 	}
 }
 
-// batchTx runs one batch's transaction. The observer counts the batch in
-// flight from before the transaction begins until it has committed or rolled
-// back, however it ends: an error, a panic (pgx rolls back before the panic
-// goes on) or a cancelled context.
-func (w *BatchWorker) batchTx(ctx context.Context, run *batches.Run, fn func(pgx.Tx) error) error {
+// batchTx runs one batch's transaction: fn says whether it committed the
+// transaction itself (batches.BatchParams.Commit); otherwise batchTx commits
+// it when fn succeeds and rolls it back when fn fails or panics. The
+// observer counts the batch in flight from before the transaction begins
+// until it has committed or rolled back, however it ends: an error, a panic
+// or a cancelled context.
+func (w *BatchWorker) batchTx(ctx context.Context, run *batches.Run, fn func(pgx.Tx) (committed bool, err error)) error {
 	defer w.Observer.BatchStarted(run)()
-	return pgx.BeginFunc(ctx, w.Pool, fn)
+	conn, err := w.Pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// Released after the rollback below; the pool drops a connection left
+	// inside a transaction (a rollback that failed with ctx).
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	over := false
+	defer func() {
+		if !over {
+			_ = tx.Rollback(ctx)
+		}
+	}()
+	committed, err := fn(tx)
+	if err != nil || committed {
+		over = committed
+		return err
+	}
+	over = true
+	return tx.Commit(ctx)
 }
 
 func (w *BatchWorker) stepFor(run *batches.Run) (batches.BatchFunc, error) {
