@@ -267,6 +267,10 @@ func TestBrowser_ReadOnlyPageHasNoActionButtons(t *testing.T) {
 		`String(backfillPage.percent({state: "pending", rows_done: 0, rows_estimated: 0}))`:         "0",
 		`backfillPage.rate(12345.6)`: "12,346",
 		`backfillPage.rate(2.25)`:    "2.3",
+		`backfillPage.eta({eta_seconds: 45, eta_low_seconds: 40, eta_high_seconds: 65})`:       "40s–1m 5s",
+		`backfillPage.eta({eta_seconds: 45, eta_low_seconds: 43, eta_high_seconds: 48})`:       "45s",
+		`backfillPage.eta({eta_seconds: 45, eta_low_seconds: null, eta_high_seconds: null})`:   "45s",
+		`backfillPage.eta({eta_seconds: null, eta_low_seconds: null, eta_high_seconds: null})`: "—",
 	} {
 		require.Equal(t, want, jsString(t, browser, expr), expr)
 	}
