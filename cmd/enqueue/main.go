@@ -39,6 +39,8 @@ type command struct {
 	stdout   io.Writer
 	stderr   io.Writer
 	args     []string // positional arguments
+	// width is the terminal's (see terminalWidth): status keeps within it.
+	width int
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -84,7 +86,7 @@ func newCommand(name string, getenv func(string) string, stdout, stderr io.Write
 	fs := flag.NewFlagSet("enqueue "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stdout, commandUsage(name)) }
-	c := &command{stdout: stdout, stderr: stderr}
+	c := &command{stdout: stdout, stderr: stderr, width: terminalWidth(stdout, getenv)}
 	c.settings.Bind(fs, getenv, true)
 	fs.DurationVar(&c.timeouts.Lock, "lock-timeout", jobs.EnqueueLockTimeoutDefault, "longest a step waits for a lock")
 	fs.DurationVar(&c.timeouts.Statement, "statement-timeout", jobs.EnqueueStatementTimeoutDefault, "longest one statement may run")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -24,14 +25,16 @@ type statusOptions struct {
 const (
 	// statusIntervalDefault is how often "status --watch" redraws.
 	statusIntervalDefault = time.Second
-	// statusWidth is the terminal width the table is kept within.
+	// statusWidth is the width the table is kept within when stdout is not a
+	// terminal and $COLUMNS is not set.
 	statusWidth = 120
 	// barWidth is the number of cells of the progress bar; it gives way down
 	// to half of it when the table is too wide.
 	barWidth = 20
 	// nameMin is how short a long name may be cut when the table is still
-	// too wide.
-	nameMin = 16
+	// too wide, and nameLeast how short once the mode and the bar are gone.
+	nameMin   = 16
+	nameLeast = 8
 	// clearScreen moves the cursor home and clears the screen: each frame of
 	// "status --watch" starts with it.
 	clearScreen = "\x1b[H\x1b[2J"
@@ -89,7 +92,7 @@ func (c *command) status(ctx context.Context, opts statusOptions) error {
 			fmt.Fprintf(c.stderr, "warning: %d_%s run %d: %s\n", r.Version, r.Name, r.RunNumber, r.Drift)
 		}
 	}
-	writeStatus(c.stdout, runs, version, false)
+	writeStatus(c.stdout, runs, version, false, c.width)
 	return nil
 }
 
@@ -119,7 +122,7 @@ func (c *command) watchStatus(ctx context.Context, runs []batches.RunStatus, loa
 	for {
 		fmt.Fprint(c.stdout, clearScreen)
 		fmt.Fprintf(c.stdout, "Every %s: enqueue status (Ctrl-C to stop)  %s\n\n", interval, time.Now().Format("2006-01-02 15:04:05"))
-		writeStatus(c.stdout, runs, version, true)
+		writeStatus(c.stdout, runs, version, true, c.width)
 		if allFinished(runs) {
 			return nil
 		}
@@ -154,10 +157,10 @@ func allFinished(runs []batches.RunStatus) bool {
 	return true
 }
 
-// writeStatus writes the table for people: one line per run, and indented
-// lines under it for why it is held back, its last error and (with drift)
-// a changed definition.
-func writeStatus(w io.Writer, runs []batches.RunStatus, version *int64, drift bool) {
+// writeStatus writes the table for people, within width columns: one line
+// per run, and indented lines under it for why it is held back, its last
+// error and (with drift) a changed definition.
+func writeStatus(w io.Writer, runs []batches.RunStatus, version *int64, drift bool, width int) {
 	if len(runs) == 0 {
 		if version != nil {
 			fmt.Fprintf(w, "version %d has not been enqueued yet\n", *version)
@@ -169,7 +172,7 @@ func writeStatus(w io.Writer, runs []batches.RunStatus, version *int64, drift bo
 	header := []string{"VERSION", "NAME", "MODE", "RUN", "STATE", "PROGRESS", "ROWS", "ROWS/S", "ETA", "FAILED"}
 	// Right-aligned columns: the numbers.
 	right := []bool{false, false, false, false, false, false, true, true, true, true}
-	const nameCol, progressCol, gap = 1, 5, 2
+	const nameCol, modeCol, progressCol, gap = 1, 2, 5, 2
 	rows := make([][]string, len(runs))
 	for i, r := range runs {
 		run := fmt.Sprint(r.RunNumber)
@@ -192,20 +195,41 @@ func writeStatus(w io.Writer, runs []batches.RunStatus, version *int64, drift bo
 		return sum(widths) + gap*(len(widths)-1)
 	}
 	// Too wide for the terminal: the bar gives way first, down to half its
-	// width, then long names.
-	if over := measure() - statusWidth; over > 0 {
-		bar := max(barWidth/2, barWidth-over)
+	// width, then long names, then the mode column, then the bar (the
+	// percentage stays), then names down to nameLeast.
+	progress := progressCol // moves left when the mode column goes
+	bar := func(cells int) {
 		for i, r := range runs {
-			rows[i][progressCol] = progressCell(r, bar)
+			rows[i][progress] = progressCell(r, cells)
 		}
 	}
-	if over := measure() - statusWidth; over > 0 {
-		width := max(nameMin, widths[nameCol]-over)
-		for _, row := range rows {
-			row[nameCol] = cut(row[nameCol], width)
+	names := func(least int) {
+		if over := measure() - width; over > 0 {
+			n := max(least, widths[nameCol]-over)
+			for _, row := range rows {
+				row[nameCol] = cut(row[nameCol], n)
+			}
 		}
-		measure()
 	}
+	if over := measure() - width; over > 0 {
+		bar(max(barWidth/2, barWidth-over))
+	}
+	names(nameMin)
+	if measure() > width {
+		header = slices.Delete(header, modeCol, modeCol+1)
+		right = slices.Delete(right, modeCol, modeCol+1)
+		for i := range rows {
+			rows[i] = slices.Delete(rows[i], modeCol, modeCol+1)
+		}
+		widths = widths[:len(header)]
+		progress--
+	}
+	if measure() > width {
+		bar(0)
+		header[progress] = "DONE"
+	}
+	names(nameLeast)
+	measure()
 	line := func(cells []string) {
 		var b strings.Builder
 		for col, cell := range cells {
@@ -224,18 +248,18 @@ func writeStatus(w io.Writer, runs []batches.RunStatus, version *int64, drift bo
 	line(header)
 	for i, r := range runs {
 		line(rows[i])
-		for _, d := range details(r, drift) {
+		for _, d := range details(r, drift, width) {
 			fmt.Fprintln(w, d)
 		}
 	}
 }
 
 // details are the indented lines under a run.
-func details(r batches.RunStatus, drift bool) []string {
+func details(r batches.RunStatus, drift bool, width int) []string {
 	const indent = "    "
 	var out []string
 	add := func(label, text string) {
-		out = append(out, indent+label+": "+cut(text, statusWidth-len(indent)-len(label)-2))
+		out = append(out, indent+label+": "+cut(text, width-len(indent)-len(label)-2))
 	}
 	if r.HeldBack != "" {
 		add("held back", r.HeldBack)
@@ -306,6 +330,9 @@ func cut(s string, n int) string {
 // progressCell is the bar, width cells wide, and the percentage:
 // "[##########----------]  50%".
 func progressCell(r batches.RunStatus, width int) string {
+	if width <= 0 {
+		return fmt.Sprintf("%4s", percent(r)) // too narrow for a bar
+	}
 	return fmt.Sprintf("%s %4s", progressBar(r, width), percent(r))
 }
 

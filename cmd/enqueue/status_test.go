@@ -100,18 +100,48 @@ func TestStatus_HumanCount(t *testing.T) {
 	}
 }
 
-// statusLines renders runs and returns the lines, each checked to fit the
-// terminal.
+// statusLines renders runs for a 120-column terminal and returns the lines,
+// each checked to fit.
 func statusLines(t *testing.T, runs []batches.RunStatus) []string {
 	t.Helper()
+	return statusLinesWithin(t, runs, statusWidth)
+}
+
+func statusLinesWithin(t *testing.T, runs []batches.RunStatus, width int) []string {
+	t.Helper()
 	var out bytes.Buffer
-	writeStatus(&out, runs, nil, false)
+	writeStatus(&out, runs, nil, false, width)
 	t.Logf("\n%s", out.String())
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	for _, l := range lines {
-		require.LessOrEqual(t, len([]rune(l)), statusWidth, "line too wide: %q", l)
+		require.LessOrEqual(t, len([]rune(l)), width, "line too wide for %d columns: %q", width, l)
 	}
 	return lines
+}
+
+// The table follows the terminal's width: a wide one gets everything, a
+// narrow one loses the mode column and the bar (the percentage stays) and
+// cuts long names, and $COLUMNS stands in when stdout is no terminal.
+func TestStatus_FollowsTheTerminalsWidth(t *testing.T) {
+	t.Parallel()
+	started := time.Now().Add(-time.Minute)
+	running := batches.RunStatus{Version: 20260301120100, Name: "orders_price_eur_with_a_long_name", Mode: batches.ModeAuto, Direction: batches.DirectionUp,
+		RunNumber: 1, State: batches.StateRunning, RowsDone: 610_000, RowsEstimated: 1_000_000, RowsPerSecond: 19_960,
+		ETASeconds: statusFloat(19.5), Rate: 20_000, BatchSize: 1000, HeldBack: "rate limit (20000 rows/s) " + strings.Repeat("and more ", 10), StartedAt: &started}
+
+	wide := statusLinesWithin(t, []batches.RunStatus{running}, 200)
+	require.Regexp(t, `^VERSION +NAME +MODE +RUN +STATE +PROGRESS +ROWS +ROWS/S +ETA +FAILED$`, wide[0])
+	require.Regexp(t, `orders_price_eur_with_a_long_name +auto +1 +running +\[#{12}-{8}\]  61%`, wide[1])
+	require.NotContains(t, wide[2], "…", "a wide terminal shows the whole reason")
+
+	narrow := statusLinesWithin(t, []batches.RunStatus{running}, 80)
+	require.Regexp(t, `^VERSION +NAME +RUN +STATE +DONE +ROWS +ROWS/S +ETA +FAILED$`, narrow[0])
+	require.Regexp(t, `^20260301120100 +orders_p[^ ]*… +1 +running +61% +610k/~1\.00M +20\.0k +20s +0$`, narrow[1])
+	require.True(t, strings.HasSuffix(narrow[2], "…"), narrow[2])
+
+	require.Equal(t, 97, terminalWidth(&bytes.Buffer{}, func(k string) string { return map[string]string{"COLUMNS": "97"}[k] }))
+	require.Equal(t, statusWidthMin, terminalWidth(&bytes.Buffer{}, func(k string) string { return map[string]string{"COLUMNS": "20"}[k] }))
+	require.Equal(t, statusWidth, terminalWidth(&bytes.Buffer{}, func(string) string { return "" }))
 }
 
 // The table fits 120 columns, with what holds a run back and a failed
