@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -90,7 +91,7 @@ func BenchmarkThroughputBinaries(b *testing.B) {
 	bins := faults.Build(b)
 	b.Cleanup(dropThroughputDatabase)
 
-	tsay(b, "%d rows, %d runs, cases %s; %s", rows, runs, caseNames(cases), machine(b))
+	tsay(b, "%d rows, %d runs, cases %s; %s; binaries built from %s", rows, runs, caseNames(cases), machine(b), tree())
 	results := make([]throughputResult, len(cases))
 	for run := range runs {
 		for i, c := range cases {
@@ -860,6 +861,22 @@ func cpuBusy() float64 {
 		return math.NaN()
 	}
 	return 100 * (b1 - b0) / (t1 - t0)
+}
+
+// tree says what faults.Build built: the commit, and how many Go files of
+// the working tree differ from it (the binaries are built from the working
+// tree, so a before and after measure each what it held).
+func tree() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "an unknown commit"
+	}
+	desc := "commit " + strings.TrimSpace(string(out))
+	status, err := exec.Command("git", "status", "--porcelain", "--", "*.go").Output()
+	if lines := strings.TrimSpace(string(status)); err == nil && lines != "" {
+		desc += fmt.Sprintf(" with %d Go files changed or new", strings.Count(lines, "\n")+1)
+	}
+	return desc
 }
 
 func kilo(rate float64) string { return fmt.Sprintf("%.1fk", rate/1000) }
