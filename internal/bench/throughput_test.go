@@ -864,7 +864,7 @@ func cpuBusy() float64 {
 }
 
 // tree says what faults.Build built: the commit, and how many Go files of
-// the working tree differ from it (the binaries are built from the working
+// the working tree, tests aside, differ from it (the binaries are built from the working
 // tree, so a before and after measure each what it held).
 func tree() string {
 	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
@@ -872,9 +872,11 @@ func tree() string {
 		return "an unknown commit"
 	}
 	desc := "commit " + strings.TrimSpace(string(out))
-	status, err := exec.Command("git", "status", "--porcelain", "--", "*.go").Output()
+	// The whole tree's files (top), not only this directory's; tests are not in
+	// the binaries.
+	status, err := exec.Command("git", "status", "--porcelain", "--", ":(top)*.go", ":(top,exclude)*_test.go").Output()
 	if lines := strings.TrimSpace(string(status)); err == nil && lines != "" {
-		desc += fmt.Sprintf(" with %d Go files changed or new", strings.Count(lines, "\n")+1)
+		desc += fmt.Sprintf(" with %d Go files (not tests) changed or new", strings.Count(lines, "\n")+1)
 	}
 	return desc
 }
