@@ -30,17 +30,9 @@ func RecordEventTx(ctx context.Context, tx pgx.Tx, runID int64, actor, action, d
 	return nil
 }
 
-// RunEvents lists a run's events, oldest first.
+// RunEvents lists a run's events, oldest first (the newest historyLimit).
 func RunEvents(ctx context.Context, q Querier, runID int64) ([]Event, error) {
-	rows, err := q.Query(ctx, inSchema(`SELECT at, actor, action, detail::text FROM backfill_events WHERE run_id = $1 ORDER BY id`), runID)
-	if err != nil {
-		return nil, fmt.Errorf("batches: reading the events of run %d: %w", runID, err)
-	}
-	events, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Event])
-	if err != nil {
-		return nil, fmt.Errorf("batches: reading the events of run %d: %w", runID, err)
-	}
-	return events, nil
+	return runEvents(ctx, q, runID, "true", "ASC")
 }
 
 // batchFailure is the detail of a batch_failed event.

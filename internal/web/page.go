@@ -17,6 +17,10 @@ var (
 	listHTML []byte
 	//go:embed run.html
 	runHTML []byte
+	// formatJS is what both pages show the same way, inlined into each
+	// where it says {{format.js}}.
+	//go:embed format.js
+	formatJS string
 
 	// listPage lists every run; runPage shows one run's history.
 	listPage = newHTMLPage(listHTML)
@@ -31,8 +35,9 @@ type htmlPage struct {
 	policy string
 }
 
-func newHTMLPage(body []byte) htmlPage {
-	return htmlPage{body: body, policy: buildPagePolicy(string(body))}
+func newHTMLPage(source []byte) htmlPage {
+	body := strings.Replace(string(source), "{{format.js}}", formatJS, 1)
+	return htmlPage{body: []byte(body), policy: buildPagePolicy(body)}
 }
 
 var (

@@ -90,14 +90,25 @@ func TestPage_IsSelfContainedWithAStrictPolicy(t *testing.T) {
 	csp := r.header.Get("Content-Security-Policy")
 	require.Contains(t, csp, "default-src 'none'")
 	require.Contains(t, csp, "connect-src 'self'")
-	require.Regexp(t, `script-src 'sha256-[A-Za-z0-9+/]+=*'(;|$)`, csp)
+	// The shared formatting and the page's own script, each by its hash.
+	require.Regexp(t, `script-src 'sha256-[A-Za-z0-9+/]+=*' 'sha256-[A-Za-z0-9+/]+=*'(;|$)`, csp)
 	require.Regexp(t, `style-src 'sha256-[A-Za-z0-9+/]+=*'(;|$)`, csp)
 	// Nothing is loaded from elsewhere: the machines have no internet.
-	for _, ref := range []string{"http://", "https://", "src=", "<link rel=\"stylesheet\"", "@import"} {
+	for _, ref := range []string{"http://", "https://", "src=", "<link rel=\"stylesheet\"", "@import", "{{"} {
 		require.NotContains(t, r.body, ref)
 	}
 	require.Contains(t, r.body, `"api/runs"`)
 	require.Contains(t, r.body, `role: "progressbar"`)
+	require.Contains(t, r.body, `window.backfillFormat = (function`, "format.js is inlined")
+
+	// The run page likewise (its one http:// is SVG's namespace, not a fetch).
+	r = call(t, h, http.MethodGet, "/runs/1/1", "")
+	require.Equal(t, http.StatusOK, r.code)
+	require.Regexp(t, `script-src 'sha256-[A-Za-z0-9+/]+=*' 'sha256-[A-Za-z0-9+/]+=*'(;|$)`, r.header.Get("Content-Security-Policy"))
+	for _, ref := range []string{"https://", "src=", "<link rel=\"stylesheet\"", "@import", "{{"} {
+		require.NotContains(t, r.body, ref)
+	}
+	require.Contains(t, r.body, `window.backfillFormat = (function`)
 
 	require.Equal(t, http.StatusNotFound, call(t, h, http.MethodGet, "/nope", "").code)
 	require.Equal(t, http.StatusMethodNotAllowed, call(t, h, http.MethodPost, "/", "").code)
