@@ -180,3 +180,45 @@ func chartRows(d *batches.RunDetail) int64 {
 	}
 	return int64(rows + 0.5)
 }
+
+// Every worker prunes the history of runs finished longer ago than its
+// retention on its first heartbeat (then hourly); a negative retention
+// keeps it.
+func TestRunHistory_WorkersPruneItOnTheirHeartbeat(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	testdb.Exec(t, b.pool, `CREATE TABLE old (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
+INSERT INTO old (id) SELECT g FROM generate_series(1, 100) g; ANALYZE old;`)
+	b.writeFile(t, "5_old.sql", "-- table: old\n-- key: id\n-- duty_cycle: off\nUPDATE old SET n = n + 1 WHERE id BETWEEN @first AND @last;\n")
+	_, err := b.load(t).Pending(context.Background())
+	require.NoError(t, err)
+	// Workers this test stops itself (startWorker's would stop them again).
+	start := func(cfg WorkerConfig) *Worker {
+		cfg.Pool, cfg.Registry = b.pool, b.reg
+		w, err := NewWorker(cfg)
+		require.NoError(t, err)
+		require.NoError(t, w.Start(context.Background()))
+		return w
+	}
+	keeper := start(WorkerConfig{EventRetention: -1})
+	b.waitState(t, 5, batches.StateCompleted, 30*time.Second)
+	require.NoError(t, keeper.Stop(10*time.Second))
+	testdb.Exec(t, b.pool, `UPDATE backfill_runs SET finished_at = now() - interval '2 hours'`)
+	events := queryInt(t, b.pool, `SELECT count(*) FROM backfill_events`)
+	require.GreaterOrEqual(t, events, int64(3), "enqueue, start, complete")
+
+	// A worker that keeps history forever leaves it.
+	keeper = start(WorkerConfig{EventRetention: -1, Heartbeat: 50 * time.Millisecond})
+	time.Sleep(300 * time.Millisecond) // several beats
+	require.Equal(t, events, queryInt(t, b.pool, `SELECT count(*) FROM backfill_events`))
+	require.NoError(t, keeper.Stop(10*time.Second))
+
+	// One with an hour's retention deletes it at its first beat.
+	b.startWorker(t, WorkerConfig{EventRetention: time.Hour, Heartbeat: 50 * time.Millisecond})
+	deadline := time.Now().Add(10 * time.Second)
+	for queryInt(t, b.pool, `SELECT count(*) FROM backfill_events`) > 0 {
+		require.True(t, time.Now().Before(deadline), "the history of a run finished 2 hours ago is still there")
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.Equal(t, int64(1), queryInt(t, b.pool, `SELECT count(*) FROM backfill_runs`), "the run itself stays")
+}
