@@ -19,25 +19,25 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/backfill/backfill/batches"
+	"github.com/backfill/backfill/internal/faults"
 )
 
-// chromiumPath finds Debian's chromium; .ci/run installs it. The test skips
-// only when it is truly missing.
-func chromiumPath(t *testing.T) string {
+// debianTool finds a program .ci/run installs from Debian's package pkg:
+// on PATH or in /usr/bin. Missing, it fails the test in CI and skips it
+// elsewhere (faults.Missing).
+func debianTool(t *testing.T, name, pkg string) string {
 	t.Helper()
-	if p, err := exec.LookPath("chromium"); err == nil {
-		return p
+	for _, p := range []string{name, "/usr/bin/" + name} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
 	}
-	if p, err := exec.LookPath("/usr/bin/chromium"); err == nil {
-		return p
-	}
-	const missing = "chromium not found on PATH nor at /usr/bin/chromium: install it with apt-get install chromium (.ci/run does)"
-	if os.Getenv("CI") != "" {
-		t.Fatal(missing) // in CI the browser test must run
-	}
-	t.Skip(missing)
+	faults.Missing(t, "%s not found on PATH nor in /usr/bin: install it with apt-get install %s (.ci/run does)", name, pkg)
 	return ""
 }
+
+// chromiumPath finds Debian's chromium.
+func chromiumPath(t *testing.T) string { return debianTool(t, "chromium", "chromium") }
 
 // newBrowser starts a headless chromium with a fresh profile for the test
 // and returns its context, bounded by ctx.

@@ -29,23 +29,8 @@ var (
 	alertsTestFile = filepath.Join("..", "..", "deploy", "prometheus", "backfill-alerts.test.yml")
 )
 
-// promtoolPath finds Debian's promtool (package prometheus); .ci/run
-// installs it. The test skips only when it is truly missing.
-func promtoolPath(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("promtool"); err == nil {
-		return p
-	}
-	if p, err := exec.LookPath("/usr/bin/promtool"); err == nil {
-		return p
-	}
-	const missing = "promtool not found on PATH nor at /usr/bin/promtool: install it with apt-get install prometheus (.ci/run does)"
-	if os.Getenv("CI") != "" {
-		t.Fatal(missing) // in CI the rules must be checked
-	}
-	t.Skip(missing)
-	return ""
-}
+// promtoolPath finds Debian's promtool (package prometheus).
+func promtoolPath(t *testing.T) string { return debianTool(t, "promtool", "prometheus") }
 
 // The alert rules are valid, and their unit tests (each alert fires on one
 // input and stays silent on another) pass.

@@ -21,6 +21,10 @@ var (
 	// where it says {{format.js}}.
 	//go:embed format.js
 	formatJS string
+	// commonCSS is how both pages style alike, inlined into each where it
+	// says {{common.css}}.
+	//go:embed common.css
+	commonCSS string
 
 	// listPage lists every run; runPage shows one run's history.
 	listPage = newHTMLPage(listHTML)
@@ -36,7 +40,7 @@ type htmlPage struct {
 }
 
 func newHTMLPage(source []byte) htmlPage {
-	body := strings.Replace(string(source), "{{format.js}}", formatJS, 1)
+	body := strings.NewReplacer("{{format.js}}", formatJS, "{{common.css}}", commonCSS).Replace(string(source))
 	return htmlPage{body: []byte(body), policy: buildPagePolicy(body)}
 }
 
