@@ -58,9 +58,12 @@ func newKeysetQueries(o Options) *keysetQueries {
 				}
 				return check
 			}
-			q.full[c][u] = fmt.Sprintf(`SELECT s.f::text, s.l::text, %[4]s AND %[5]s FROM (SELECT (SELECT %[1]s %[2]s ORDER BY %[1]s LIMIT 1) f, (SELECT %[1]s %[2]s ORDER BY %[1]s OFFSET $%[3]d LIMIT 1) l) s`,
+			// OFFSET 0 keeps s a subquery of its own: pulled up into the
+			// outer SELECT, each use of s.l would scan the batch's keys
+			// again (one InitPlan per use).
+			q.full[c][u] = fmt.Sprintf(`SELECT s.f::text, s.l::text, %[4]s AND %[5]s FROM (SELECT (SELECT %[1]s %[2]s ORDER BY %[1]s LIMIT 1) f, (SELECT %[1]s %[2]s ORDER BY %[1]s OFFSET $%[3]d LIMIT 1) l OFFSET 0) s`,
 				key, from, 1+c+u, inRange("s.f"), inRange("coalesce(s.l, s.f)"))
-			q.partial[c][u] = fmt.Sprintf(`SELECT s.l::text, s.n, %[3]s FROM (SELECT (SELECT %[1]s %[2]s ORDER BY %[1]s DESC LIMIT 1) l, (SELECT count(*) %[2]s) n) s`,
+			q.partial[c][u] = fmt.Sprintf(`SELECT s.l::text, s.n, %[3]s FROM (SELECT (SELECT %[1]s %[2]s ORDER BY %[1]s DESC LIMIT 1) l, (SELECT count(*) %[2]s) n OFFSET 0) s`,
 				key, from, inRange("s.l"))
 		}
 	}

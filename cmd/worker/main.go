@@ -39,9 +39,11 @@ Flags (flag, then environment, then default):
                           default backfill)
   --job-timeout D         longest a job may run; it hands over after a quarter (default 1m)
   --rescue-after D        when River itself takes a running job for lost in a crash (default job timeout + 15s)
-  --pool-mode MODE        session (default), or transaction when DATABASE_URL points at a
-                          transaction-pooling PgBouncer: River then polls for jobs every 200ms
-                          instead of LISTENing (DATABASE_POOL_MODE)
+  --pool-mode MODE        session (default: statements stay prepared on each connection), or
+                          transaction when DATABASE_URL points at a transaction-pooling PgBouncer:
+                          statements go unnamed and River polls for jobs every 200ms instead of
+                          LISTENing (DATABASE_POOL_MODE). Unset, a pooler in between counts as
+                          transaction pooling for statements
   --heartbeat D           how often this worker says it is alive and looks for dead ones (default 2s)
   --dead-after D          silence after which a worker counts as dead and its partitions go to new
                           jobs (default 10s)
@@ -146,11 +148,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer logsummary.CloseLogger(logger)
 	cli.RouteRedisLogs(logger)
 	s.MaxConns = jobs.ConnectionsFor(*concurrency)
+	s.Statements = statementsFor(*poolMode, poolModeSet(fs, getenv))
 	pool, err := s.OpenPool(ctx)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	if s.Pooler != "" {
+		logger.Warn("statements are not kept prepared: "+s.Pooler+
+			"; start with --pool-mode transaction if it pools by transaction, or --pool-mode session if it pools by session (faster: see the README's Behind PgBouncer)",
+			"pool_mode", *poolMode)
+	}
 	// A worker never works on a schema it was not built for.
 	if err := batches.CheckSchema(ctx, pool); err != nil {
 		return err
@@ -244,4 +252,28 @@ func retentionOf(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// statementsFor is how the worker sends statements in its pool mode: kept
+// prepared on each connection in session mode, so that the server plans a
+// batch's statements once per connection rather than every batch; unnamed
+// behind a transaction-pooling PgBouncer. Unless the mode was chosen, a
+// pooler in between (the server answers on another port) is taken for a
+// transaction pooler.
+func statementsFor(poolMode string, chosen bool) cli.Statements {
+	switch {
+	case poolMode == "transaction":
+		return cli.StatementsUnnamed
+	case chosen:
+		return cli.StatementsPrepared
+	}
+	return cli.StatementsPreparedUnlessPooled
+}
+
+// poolModeSet says whether --pool-mode or DATABASE_POOL_MODE chose the pool
+// mode.
+func poolModeSet(fs *flag.FlagSet, getenv func(string) string) bool {
+	set := getenv("DATABASE_POOL_MODE") != ""
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "pool-mode" })
+	return set
 }

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
@@ -43,6 +42,13 @@ type Settings struct {
 	// MaxConns, when set, caps the connection pool and closes connections
 	// idle for PoolIdleTime (the worker sizes it from its concurrency).
 	MaxConns int
+	// Statements says how the pool sends statements (unnamed, unless the
+	// worker's --pool-mode allows more); a default_query_exec_mode in the
+	// URL wins.
+	Statements Statements
+	// Pooler is set by OpenPool when StatementsPreparedUnlessPooled fell
+	// back to unnamed statements: why.
+	Pooler string
 }
 
 // ApplicationName is the binaries' application_name unless the URL sets
@@ -91,10 +97,11 @@ func (s *Settings) OpenPool(ctx context.Context) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("--database-url %s is not a valid connection string: %s", Redact(s.DatabaseURL), redactIn(err.Error(), s.DatabaseURL))
 	}
 	if !strings.Contains(s.DatabaseURL, "default_query_exec_mode") {
-		// Unnamed prepared statements with cached descriptions: no
-		// statement outlives its transaction, so a transaction-pooling
-		// PgBouncer works, and repeated statements still skip a round trip.
-		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+		mode, pooler, err := s.execMode(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("connecting to %s: %s", Redact(s.DatabaseURL), redactIn(err.Error(), s.DatabaseURL))
+		}
+		cfg.ConnConfig.DefaultQueryExecMode, s.Pooler = mode, pooler
 	}
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		// Names the sessions in pg_stat_activity, and keeps them out of the
