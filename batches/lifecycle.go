@@ -105,8 +105,10 @@ func (t transition) applyTx(ctx context.Context, tx pgx.Tx, run *Run) error {
 	case t.to == StateCancelled:
 		set += ", finished_at = now()"
 	case t.to == StateCompleted, t.to == StateFailed:
-		// A run resumed before any worker took it has no start time.
-		set += ", finished_at = now(), started_at = coalesce(started_at, now())"
+		// When the last batch's work was done, not when its transaction
+		// began: the run's speed counts every batch. A run resumed before
+		// any worker took it has no start time.
+		set += ", finished_at = clock_timestamp(), started_at = coalesce(started_at, now())"
 	}
 	if _, err := tx.Exec(ctx, inSchema(`UPDATE backfill_runs SET `+set+` WHERE id = $1`), run.ID, t.to); err != nil {
 		return fmt.Errorf("batches: %s %s: %w", t.name, run.Label(), err)

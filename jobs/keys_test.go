@@ -65,6 +65,11 @@ func ktCheckOnce(t *testing.T, b *testBundle, table string, version int64, st ba
 	require.Zero(t, st.BatchesFailed)
 	require.Nil(t, st.LastError)
 	require.NotNil(t, st.FinishedAt)
+	// The run finished when its last batch's work was done, not when that
+	// batch's transaction (and its checkpoint's updated_at) began: its
+	// speed counts every batch.
+	require.Equal(t, int64(1), queryInt(t, b.pool, `SELECT count(*) FROM backfill_runs r WHERE r.version = $1
+AND r.finished_at > (SELECT max(p.updated_at) FROM backfill_partitions p WHERE p.run_id = r.id)`, version), "finished_at after the last checkpoint's transaction began")
 
 	parts := ktPartitions(t, b, version)
 	require.Len(t, parts, int(st.Partitions))

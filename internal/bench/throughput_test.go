@@ -50,9 +50,9 @@ import (
 //     the run was enqueued until it finished.
 //
 // Cases are named b<batch>-p<partitions>-w<workers>[x<concurrency>] (the
-// concurrency defaults to partitions/workers): b1000-p1-w1, b1000-p8-w1
-// (one worker x8), b1000-p8-w2 (two workers x4), and the same at batch
-// 5000. It prints a line per turn as it goes and at the end one table of
+// concurrency defaults to partitions/workers): b1000-p1-w1, b1000-p8-w1x4
+// (one worker x4), b1000-p8-w2x4 (a second worker joins it: twice the
+// batches in flight), and the same at batch 5000. It prints a line per turn as it goes and at the end one table of
 // medians over the runs: both speeds, their ratio (the median of each run's
 // ratio, measured minutes apart at most), both batch latencies p50/p99, the
 // engine's p99/p50, the time between batches (the speed's time, for every
@@ -60,7 +60,9 @@ import (
 // the batches' transactions), the CPU time per batch of the clients and of
 // the server (from /proc, which counts in ticks of 10 ms: rough over a few
 // hundred batches, and only when the server runs on this machine), and the
-// workers' memory; and reports each case's ratio and p99/p50 as metrics.
+// workers' memory: first, highest and last sample, and how much it grew
+// once warm (the highest sample from the first tenth of the run on, over
+// the sample there; the table shows the most of any run); and reports each case's ratio and p99/p50 as metrics.
 // Each turn checks that every row was rewritten.
 //
 //	go test -run '^$' -bench ThroughputBinaries -benchtime 1x -timeout 60m ./internal/bench/
@@ -107,10 +109,10 @@ func BenchmarkThroughputBinaries(b *testing.B) {
 			}
 			measureEngine := func() {
 				engine = runEngine(b, bins, rows, c, workerArgs)
-				tsay(b, "%s run %d/%d: engine %s rows/s (%s), batch p50 %s p99 %s ms, %s ms between batches, CPU per batch %s ms client + %s ms server, %d batches, worker RSS %.0f/%.0f/%.0f MB; others used %.0f%% of the CPUs",
+				tsay(b, "%s run %d/%d: engine %s rows/s (%s), batch p50 %s p99 %s ms, %s ms between batches, CPU per batch %s ms client + %s ms server, %d batches, worker RSS %.0f/%.0f/%.0f MB (+%.0f%% once warm); others used %.0f%% of the CPUs",
 					c.name, run+1, runs, kilo(engine.rate), engine.took.Round(time.Millisecond), ms(engine.p50), ms(engine.p99),
 					ms(engine.gap), ms(engine.cpuPerBatch[0]), ms(engine.cpuPerBatch[1]), engine.batches,
-					engine.rssFirst, engine.rssMax, engine.rssLast, engine.others)
+					engine.rssFirst, engine.rssMax, engine.rssLast, engine.rssGrowth, engine.others)
 			}
 			for attempt := 1; ; attempt++ {
 				if run%2 == 0 {
@@ -143,6 +145,7 @@ func BenchmarkThroughputBinaries(b *testing.B) {
 			r.rssFirst = append(r.rssFirst, engine.rssFirst)
 			r.rssMax = append(r.rssMax, engine.rssMax)
 			r.rssLast = append(r.rssLast, engine.rssLast)
+			r.rssGrowth = append(r.rssGrowth, engine.rssGrowth)
 			r.others = append(r.others, loop.others, engine.others)
 			tsay(b, "%s run %d/%d: engine/loop %.2f", c.name, run+1, runs, engine.rate/loop.rate)
 		}
@@ -150,6 +153,7 @@ func BenchmarkThroughputBinaries(b *testing.B) {
 
 	table := throughputTable(cases, results, rows, runs)
 	fmt.Print(table)
+	fmt.Print(moreWorkers(cases, results))
 	for i, c := range cases {
 		b.ReportMetric(median(results[i].ratio), c.name+"_engine/loop")
 		b.ReportMetric(median(results[i].tail), c.name+"_p99/p50")
@@ -157,12 +161,39 @@ func BenchmarkThroughputBinaries(b *testing.B) {
 	tsay(b, "took %s", time.Since(began).Round(time.Second))
 }
 
+// moreWorkers compares the engine's speed in cases that differ only in
+// their number of workers (each with the same concurrency): for each pair,
+// the median over the runs of more workers' rows/s over fewer's, both
+// measured in the same run.
+func moreWorkers(cases []throughputCase, results []throughputResult) string {
+	var sb strings.Builder
+	for i, few := range cases {
+		for j, more := range cases {
+			if few.batch != more.batch || few.partitions != more.partitions || few.concurrency != more.concurrency || more.workers <= few.workers {
+				continue
+			}
+			var each []float64
+			var shown []string
+			for k := range min(len(results[i].engineRate), len(results[j].engineRate)) {
+				each = append(each, results[j].engineRate[k]/results[i].engineRate[k])
+				shown = append(shown, fmt.Sprintf("%.2f", each[k]))
+			}
+			fmt.Fprintf(&sb, "\nMore workers, batch %d, %d partitions: %dx%d / %dx%d engine rows/s %.2f (runs %s)",
+				few.batch, few.partitions, more.workers, more.concurrency, few.workers, few.concurrency, median(each), strings.Join(shown, " "))
+		}
+	}
+	if sb.Len() > 0 {
+		sb.WriteString("\n")
+	}
+	return sb.String()
+}
+
 // throughputRepeats is how many times at most a pair of turns is measured
 // again when other processes used more than THROUGHPUT_MAX_OTHERS % of
 // the CPUs during either.
 const throughputRepeats = 2
 
-const defaultThroughputCases = "b1000-p1-w1,b1000-p8-w1,b1000-p8-w2,b5000-p1-w1,b5000-p8-w1,b5000-p8-w2"
+const defaultThroughputCases = "b1000-p1-w1,b1000-p8-w1x4,b1000-p8-w2x4,b5000-p1-w1,b5000-p8-w1x4,b5000-p8-w2x4"
 
 // throughputCase is one shape of the engine: batch size, partitions,
 // worker processes and each one's concurrency.
@@ -223,6 +254,7 @@ type throughputResult struct {
 	loopGap, engineGap          []float64    // ms between batches
 	loopCPU, engineCPU          [][2]float64 // ms per batch: client, server
 	rssFirst, rssMax, rssLast   []float64    // MB
+	rssGrowth                   []float64    // %
 	others                      []float64    // % of the CPUs others used during each turn
 }
 
@@ -233,7 +265,7 @@ func throughputTable(cases []throughputCase, results []throughputResult, rows, r
 		"counting the time a partition's slot is idle once it is done; CPU: the CPU time per batch of the client (the loop's process,\n"+
 		"the workers) and of the server's processes that worked for it (its sessions, checkpointer and writers);\n"+
 		"others' CPU: the most CPU time, %% of the machine's, that processes other than the benchmark's used during any of the case's turns)\n\n", rows, runs)
-	head := []string{"case", "workers", "loop rows/s", "engine rows/s", "ratio", "runs' ratios", "loop p50/p99 ms", "engine p50/p99 ms", "engine p99/p50", "between batches ms loop/engine", "CPU ms/batch client+server loop/engine", "worker RSS first/max/last MB", "others' CPU %"}
+	head := []string{"case", "workers", "loop rows/s", "engine rows/s", "ratio", "runs' ratios", "loop p50/p99 ms", "engine p50/p99 ms", "engine p99/p50", "between batches ms loop/engine", "CPU ms/batch client+server loop/engine", "worker RSS first/max/last MB", "RSS growth %", "others' CPU %"}
 	lines := [][]string{head}
 	for i, c := range cases {
 		r := results[i]
@@ -254,6 +286,7 @@ func throughputTable(cases []throughputCase, results []throughputResult, rows, r
 			ms(median(r.loopGap)) + " / " + ms(median(r.engineGap)),
 			cpuCell(r.loopCPU) + " / " + cpuCell(r.engineCPU),
 			fmt.Sprintf("%.0f / %.0f / %.0f", median(r.rssFirst), median(r.rssMax), median(r.rssLast)),
+			fmt.Sprintf("%.0f", slices.Max(r.rssGrowth)),
 			fmt.Sprintf("%.0f", slices.Max(r.others)),
 		})
 	}
@@ -417,6 +450,10 @@ type engineTurn struct {
 	gap                       float64 // ms between a partition's batches, on average
 	batches                   int
 	rssFirst, rssMax, rssLast float64    // MB, of the worker with the highest peak
+	// rssGrowth is how much that worker's memory grew once warm: its
+	// highest sample from the first tenth of the run on over the sample
+	// there, in %.
+	rssGrowth float64
 	others                    float64    // % of the machine's CPU time others used meanwhile
 	cpuPerBatch               [2]float64 // as loopTurn's
 }
@@ -487,15 +524,14 @@ WHERE run_id = (SELECT max(id) FROM backfill.backfill_runs)`).Scan(&done); err !
 	stop()
 	checkRewritten(b, pool, "the engine")
 
-	lat, logged, lastBatch := batchDurations(b, workers)
+	lat, logged := batchDurations(b, workers)
 	if logged != int64(rows) {
 		b.Logf("note: the workers' batch done lines add up to %d rows of %d", logged, rows)
 	}
 	took := finishedAt.Sub(startedAt)
 	t := engineTurn{rate: float64(done) / took.Seconds(), took: took, batches: len(lat),
 		others: cpu.others, cpuPerBatch: perBatchMS(cpu, len(lat)),
-		// finished_at is the start of the last batch's transaction.
-		gap: gapMS(took+lastBatch, min(c.partitions, c.workers*c.concurrency), lat),
+		gap: gapMS(took, min(c.partitions, c.workers*c.concurrency), lat),
 		p50: percentileMS(lat, 0.50), p99: percentileMS(lat, 0.99)}
 	for _, s := range rss {
 		if len(s) == 0 {
@@ -503,6 +539,8 @@ WHERE run_id = (SELECT max(id) FROM backfill.backfill_runs)`).Scan(&done); err !
 		}
 		if peak := slices.Max(s); peak >= t.rssMax {
 			t.rssFirst, t.rssMax, t.rssLast = s[0], peak, s[len(s)-1]
+			warm := s[len(s)/10:]
+			t.rssGrowth = (slices.Max(warm)/warm[0] - 1) * 100
 		}
 	}
 	return t
@@ -565,13 +603,11 @@ func waitFinished(b *testing.B, pool *pgxpool.Pool, workers []*faults.Process, r
 // batchDurations reads the workers' "batch done" lines: each batch's
 // duration (slog's JSON writes a duration in nanoseconds), the rows of all
 // of them and the duration of the last one logged.
-func batchDurations(b *testing.B, workers []*faults.Process) ([]time.Duration, int64, time.Duration) {
+func batchDurations(b *testing.B, workers []*faults.Process) ([]time.Duration, int64) {
 	b.Helper()
 	var (
-		out    []time.Duration
-		rows   int64
-		lastAt time.Time
-		last   time.Duration
+		out  []time.Duration
+		rows int64
 	)
 	for _, w := range workers {
 		for _, l := range w.Stderr.Lines() {
@@ -591,15 +627,12 @@ func batchDurations(b *testing.B, workers []*faults.Process) ([]time.Duration, i
 			}
 			out = append(out, time.Duration(*rec.Duration))
 			rows += rec.Rows
-			if !l.At.Before(lastAt) {
-				lastAt, last = l.At, time.Duration(*rec.Duration)
-			}
 		}
 	}
 	if len(out) == 0 {
 		b.Fatalf("the workers logged no batch done line (LOG_LEVEL=debug, LOG_FORMAT=json); worker w1:\n%s", workers[0].Stderr.String())
 	}
-	return out, rows, last
+	return out, rows
 }
 
 // rssSampler reads each worker's VmRSS every second.
