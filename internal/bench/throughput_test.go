@@ -449,13 +449,13 @@ type engineTurn struct {
 	p50, p99                  float64 // ms
 	gap                       float64 // ms between a partition's batches, on average
 	batches                   int
-	rssFirst, rssMax, rssLast float64    // MB, of the worker with the highest peak
+	rssFirst, rssMax, rssLast float64 // MB, of the worker with the highest peak
 	// rssGrowth is how much that worker's memory grew once warm: its
 	// highest sample from the first tenth of the run on over the sample
 	// there, in %.
-	rssGrowth float64
-	others                    float64    // % of the machine's CPU time others used meanwhile
-	cpuPerBatch               [2]float64 // as loopTurn's
+	rssGrowth   float64
+	others      float64    // % of the machine's CPU time others used meanwhile
+	cpuPerBatch [2]float64 // as loopTurn's
 }
 
 // runEngine runs the case's backfill through the binaries in a fresh
