@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -85,54 +86,66 @@ func (t Timeouts) queue(b *pgx.Batch, pid *int32) {
 }
 
 // lockWatch finds, while a batch is slow, the sessions that block it, so that
-// its error can say whose lock it waited for.
+// its error can say whose lock it waited for. A timer, not a goroutine,
+// waits for the batch to turn slow: most batches never do, and a goroutine
+// per batch costs a fast batch a wake-up of another thread.
 type lockWatch struct {
-	done     chan struct{}
-	finished chan struct{}
+	mu       sync.Mutex
+	timer    *time.Timer
+	stopped  bool
+	looking  sync.WaitGroup
 	blockers []int32
 }
 
 // watchLocks asks q for pg_blocking_pids(pid) once the batch has taken
 // longer than after, and every after from then on, until stop.
 func watchLocks(ctx context.Context, q Querier, pid int32, after time.Duration) *lockWatch {
-	w := &lockWatch{done: make(chan struct{}), finished: make(chan struct{})}
+	w := &lockWatch{}
 	if q == nil || pid == 0 || after <= 0 {
-		close(w.finished)
 		return w
 	}
-	go func() {
-		defer close(w.finished)
-		timer := time.NewTimer(after)
-		defer timer.Stop()
-		for {
-			select {
-			case <-w.done:
-				return
-			case <-ctx.Done():
-				return
-			case <-timer.C:
-			}
-			qctx, cancel := context.WithTimeout(ctx, time.Second)
-			var pids []int32
-			err := q.QueryRow(qctx, `SELECT pg_blocking_pids($1)`, pid).Scan(&pids)
-			cancel()
-			if err == nil && len(pids) > 0 {
-				w.blockers = pids
-			}
-			timer.Reset(after)
-		}
-	}()
+	w.timer = time.AfterFunc(after, func() { w.look(ctx, q, pid, after) })
 	return w
 }
 
-// stop ends the watch and returns the last blockers seen.
-func (w *lockWatch) stop() []int32 {
-	select {
-	case <-w.finished:
-	default:
-		close(w.done)
-		<-w.finished
+// look asks once who blocks the batch, and looks again after another
+// after unless the watch stopped meanwhile.
+func (w *lockWatch) look(ctx context.Context, q Querier, pid int32, after time.Duration) {
+	w.mu.Lock()
+	if w.stopped || ctx.Err() != nil {
+		w.mu.Unlock()
+		return
 	}
+	w.looking.Add(1) // before stop's Wait: stopped is set under mu
+	w.mu.Unlock()
+	defer w.looking.Done()
+	qctx, cancel := context.WithTimeout(ctx, time.Second)
+	var pids []int32
+	err := q.QueryRow(qctx, `SELECT pg_blocking_pids($1)`, pid).Scan(&pids)
+	cancel()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err == nil && len(pids) > 0 {
+		w.blockers = pids
+	}
+	if !w.stopped {
+		w.timer.Reset(after)
+	}
+}
+
+// stop ends the watch, waits for a look in flight, and returns the last
+// blockers seen.
+func (w *lockWatch) stop() []int32 {
+	if w.timer == nil {
+		return nil
+	}
+	w.mu.Lock()
+	w.stopped = true
+	w.timer.Stop()
+	w.mu.Unlock()
+	w.looking.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	return w.blockers
 }
 

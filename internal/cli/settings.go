@@ -96,13 +96,6 @@ func (s *Settings) OpenPool(ctx context.Context) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--database-url %s is not a valid connection string: %s", Redact(s.DatabaseURL), redactIn(err.Error(), s.DatabaseURL))
 	}
-	if !strings.Contains(s.DatabaseURL, "default_query_exec_mode") {
-		mode, pooler, err := s.execMode(ctx, cfg)
-		if err != nil {
-			return nil, fmt.Errorf("connecting to %s: %s", Redact(s.DatabaseURL), redactIn(err.Error(), s.DatabaseURL))
-		}
-		cfg.ConnConfig.DefaultQueryExecMode, s.Pooler = mode, pooler
-	}
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		// Names the sessions in pg_stat_activity, and keeps them out of the
 		// health signals' count of the application's active sessions.
@@ -112,6 +105,14 @@ func (s *Settings) OpenPool(ctx context.Context) (*pgxpool.Pool, error) {
 		// An unreachable host must not hang a deploy for the system's TCP
 		// timeout; connect_timeout in the URL overrides this.
 		cfg.ConnConfig.ConnectTimeout = ConnectTimeoutDefault
+	}
+	if !strings.Contains(s.DatabaseURL, "default_query_exec_mode") {
+		// After the connect timeout: finding a pooler connects once.
+		mode, pooler, err := s.execMode(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("connecting to %s: %s", Redact(s.DatabaseURL), redactIn(err.Error(), s.DatabaseURL))
+		}
+		cfg.ConnConfig.DefaultQueryExecMode, s.Pooler = mode, pooler
 	}
 	if s.MaxConns > 0 {
 		// A worker's budget: what it needs at most, none kept while idle.
