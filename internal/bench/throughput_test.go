@@ -61,8 +61,9 @@ import (
 // the server (from /proc, which counts in ticks of 10 ms: rough over a few
 // hundred batches, and only when the server runs on this machine), and the
 // workers' memory: first, highest and last sample, and how much it grew
-// once warm (the highest sample from the first tenth of the run on, over
-// the sample there; the table shows the most of any run); and reports each case's ratio and p99/p50 as metrics.
+// once warm (the highest sample from a tenth of the run on, 10 s at the
+// least, over the sample there; the table shows the most of any run); and
+// reports each case's ratio and p99/p50 as metrics.
 // Each turn checks that every row was rewritten.
 //
 //	go test -run '^$' -bench ThroughputBinaries -benchtime 1x -timeout 60m ./internal/bench/
@@ -451,8 +452,8 @@ type engineTurn struct {
 	batches                   int
 	rssFirst, rssMax, rssLast float64 // MB, of the worker with the highest peak
 	// rssGrowth is how much that worker's memory grew once warm: its
-	// highest sample from the first tenth of the run on over the sample
-	// there, in %.
+	// highest sample from a tenth of the run (10 s at the least) on over
+	// the sample there, in % (0 for a run shorter than that).
 	rssGrowth   float64
 	others      float64    // % of the machine's CPU time others used meanwhile
 	cpuPerBatch [2]float64 // as loopTurn's
@@ -539,8 +540,13 @@ WHERE run_id = (SELECT max(id) FROM backfill.backfill_runs)`).Scan(&done); err !
 		}
 		if peak := slices.Max(s); peak >= t.rssMax {
 			t.rssFirst, t.rssMax, t.rssLast = s[0], peak, s[len(s)-1]
-			warm := s[len(s)/10:]
-			t.rssGrowth = (slices.Max(warm)/warm[0] - 1) * 100
+			// Samples are a second apart: from a tenth of the run, or 10 s
+			// in when that is later (warming up: statements prepared,
+			// buffers grown).
+			if from := max(len(s)/10, 10); from < len(s) {
+				warm := s[from:]
+				t.rssGrowth = (slices.Max(warm)/warm[0] - 1) * 100
+			}
 		}
 	}
 	return t
