@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/backfill/backfill/batches"
@@ -49,12 +48,10 @@ INSERT INTO items SELECT g FROM generate_series(1, 20000) g`)
 
 // keysRead runs sql under EXPLAIN ANALYZE and adds up the rows every scan of
 // it returned.
-func keysRead(ctx context.Context, t *testing.T, pool interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, sql string, args []any) int64 {
+func keysRead(ctx context.Context, t *testing.T, q batches.Querier, sql string, args []any) int64 {
 	t.Helper()
 	var out []byte
-	require.NoError(t, pool.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+sql, args...).Scan(&out))
+	require.NoError(t, q.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+sql, args...).Scan(&out))
 	var plans []struct{ Plan planNode }
 	require.NoError(t, json.Unmarshal(out, &plans))
 	var sum func(n planNode) int64

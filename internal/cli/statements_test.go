@@ -33,7 +33,11 @@ func TestOpenPool_StatementsFollowThePoolMode(t *testing.T) {
 	} {
 		url := testdb.ServerURL()
 		if c.url != "" {
-			url += map[bool]string{true: "&", false: "?"}[strings.Contains(url, "?")] + c.url
+			sep := "?"
+			if strings.Contains(url, "?") {
+				sep = "&"
+			}
+			url += sep + c.url
 		}
 		s := Settings{DatabaseURL: url, Statements: c.statements}
 		pool, err := s.OpenPool(ctx)
