@@ -57,9 +57,11 @@ import (
 // ratio, measured minutes apart at most), both batch latencies p50/p99, the
 // engine's p99/p50, the time between batches (the speed's time, for every
 // batch at once, less the batches' own, per batch: what costs time outside
-// the batches' transactions), the CPU time per batch of the clients and of
-// the server (from /proc, which counts in ticks of 10 ms: rough over a few
-// hundred batches, and only when the server runs on this machine), and the
+// the batches' transactions), the CPU time per batch of the clients (the
+// loop's process; the workers) and of the server's processes that worked for
+// them, not the benchmark's own polling for the run's end (from /proc, which
+// counts in ticks of 10 ms: rough over a few hundred batches, and only when
+// the server runs on this machine), and the
 // workers' memory: first, highest and last sample, and how much it grew
 // once warm (the highest sample from a tenth of the run on, 10 s at the
 // least, over the sample there; the table shows the most of any run); and
@@ -104,15 +106,15 @@ func BenchmarkThroughputBinaries(b *testing.B) {
 			var engine engineTurn
 			measureLoop := func() {
 				loop = runLoop(b, rows, c.batch)
-				tsay(b, "%s run %d/%d: loop   %s rows/s (%s), batch p50 %s p99 %s ms, %s ms between batches, CPU per batch %s ms client + %s ms server; others used %.0f%% of the CPUs",
+				tsay(b, "%s run %d/%d: loop   %s rows/s (%s), batch p50 %s p99 %s ms, %s ms between batches, CPU per batch %s ms client + %s ms server, CPUs %.0f%% busy; others used %.0f%% of the CPUs",
 					c.name, run+1, runs, kilo(loop.rate), loop.took.Round(time.Millisecond), ms(loop.p50), ms(loop.p99), ms(loop.gap),
-					ms(loop.cpuPerBatch[0]), ms(loop.cpuPerBatch[1]), loop.others)
+					ms(loop.cpuPerBatch[0]), ms(loop.cpuPerBatch[1]), loop.busy, loop.others)
 			}
 			measureEngine := func() {
 				engine = runEngine(b, bins, rows, c, workerArgs)
-				tsay(b, "%s run %d/%d: engine %s rows/s (%s), batch p50 %s p99 %s ms, %s ms between batches, CPU per batch %s ms client + %s ms server, %d batches, worker RSS %.0f/%.0f/%.0f MB (+%.0f%% once warm); others used %.0f%% of the CPUs",
+				tsay(b, "%s run %d/%d: engine %s rows/s (%s), batch p50 %s p99 %s ms, %s ms between batches, CPU per batch %s ms client + %s ms server, CPUs %.0f%% busy, %d batches, worker RSS %.0f/%.0f/%.0f MB (+%.0f%% once warm); others used %.0f%% of the CPUs",
 					c.name, run+1, runs, kilo(engine.rate), engine.took.Round(time.Millisecond), ms(engine.p50), ms(engine.p99),
-					ms(engine.gap), ms(engine.cpuPerBatch[0]), ms(engine.cpuPerBatch[1]), engine.batches,
+					ms(engine.gap), ms(engine.cpuPerBatch[0]), ms(engine.cpuPerBatch[1]), engine.busy, engine.batches,
 					engine.rssFirst, engine.rssMax, engine.rssLast, engine.rssGrowth, engine.others)
 			}
 			for attempt := 1; ; attempt++ {
@@ -143,6 +145,8 @@ func BenchmarkThroughputBinaries(b *testing.B) {
 			r.engineGap = append(r.engineGap, engine.gap)
 			r.loopCPU = append(r.loopCPU, loop.cpuPerBatch)
 			r.engineCPU = append(r.engineCPU, engine.cpuPerBatch)
+			r.loopBusy = append(r.loopBusy, loop.busy)
+			r.engineBusy = append(r.engineBusy, engine.busy)
 			r.rssFirst = append(r.rssFirst, engine.rssFirst)
 			r.rssMax = append(r.rssMax, engine.rssMax)
 			r.rssLast = append(r.rssLast, engine.rssLast)
@@ -254,6 +258,7 @@ type throughputResult struct {
 	engineP50, engineP99, tail  []float64    // ms; tail is p99/p50
 	loopGap, engineGap          []float64    // ms between batches
 	loopCPU, engineCPU          [][2]float64 // ms per batch: client, server
+	loopBusy, engineBusy        []float64    // % of the CPUs the turn used
 	rssFirst, rssMax, rssLast   []float64    // MB
 	rssGrowth                   []float64    // %
 	others                      []float64    // % of the CPUs others used during each turn
@@ -264,9 +269,10 @@ func throughputTable(cases []throughputCase, results []throughputResult, rows, r
 	fmt.Fprintf(&sb, "\nThroughput through the binaries: %d rows, medians of %d runs (ratio: the median of each run's engine/loop;\n"+
 		"between batches: the time, per batch, outside the batches' transactions; with several partitions, per partition,\n"+
 		"counting the time a partition's slot is idle once it is done; CPU: the CPU time per batch of the client (the loop's process,\n"+
-		"the workers) and of the server's processes that worked for it (its sessions, checkpointer and writers);\n"+
+		"the workers) and of the server's processes that worked for it (its sessions, checkpointer and writers), not the\n"+
+		"benchmark's own polling for the run's end; CPUs busy: the share of the machine's CPU time the turn's clients and server used;\n"+
 		"others' CPU: the most CPU time, %% of the machine's, that processes other than the benchmark's used during any of the case's turns)\n\n", rows, runs)
-	head := []string{"case", "workers", "loop rows/s", "engine rows/s", "ratio", "runs' ratios", "loop p50/p99 ms", "engine p50/p99 ms", "engine p99/p50", "between batches ms loop/engine", "CPU ms/batch client+server loop/engine", "worker RSS first/max/last MB", "RSS growth %", "others' CPU %"}
+	head := []string{"case", "workers", "loop rows/s", "engine rows/s", "ratio", "runs' ratios", "loop p50/p99 ms", "engine p50/p99 ms", "engine p99/p50", "between batches ms loop/engine", "CPU ms/batch client+server loop/engine", "CPUs busy % loop/engine", "worker RSS first/max/last MB", "RSS growth %", "others' CPU %"}
 	lines := [][]string{head}
 	for i, c := range cases {
 		r := results[i]
@@ -286,6 +292,7 @@ func throughputTable(cases []throughputCase, results []throughputResult, rows, r
 			fmt.Sprintf("%.2f", median(r.tail)),
 			ms(median(r.loopGap)) + " / " + ms(median(r.engineGap)),
 			cpuCell(r.loopCPU) + " / " + cpuCell(r.engineCPU),
+			fmt.Sprintf("%.0f / %.0f", median(r.loopBusy), median(r.engineBusy)),
 			fmt.Sprintf("%.0f / %.0f / %.0f", median(r.rssFirst), median(r.rssMax), median(r.rssLast)),
 			fmt.Sprintf("%.0f", slices.Max(r.rssGrowth)),
 			fmt.Sprintf("%.0f", slices.Max(r.others)),
@@ -336,7 +343,14 @@ func throughputDatabase(b *testing.B, rows int) (string, *pgxpool.Pool) {
 		b.Fatal(err)
 	}
 	url := testdb.WithDatabase(throughputDB)
-	pool, err := pgxpool.New(ctx, url)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// One session, so that the CPU accounts can tell the benchmark's own
+	// (loading, polling for the run's end) from the work it measures.
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -374,6 +388,7 @@ type loopTurn struct {
 	p50, p99 float64 // ms
 	gap      float64 // ms between batches, on average
 	others   float64 // % of the machine's CPU time others used meanwhile
+	busy     float64 // % of the machine's CPU time the turn used
 	// cpuPerBatch is the CPU time per batch, ms, of the client and of the
 	// server's processes that worked for it.
 	cpuPerBatch [2]float64
@@ -441,7 +456,7 @@ INSERT INTO loop_checkpoint VALUES (1, 0, 0)`)
 	}
 	checkRewritten(b, pool, "the loop")
 	return loopTurn{rate: float64(done) / took.Seconds(), took: took, p50: percentileMS(lat, 0.50), p99: percentileMS(lat, 0.99), gap: gapMS(took, 1, lat),
-		others: cpu.others, cpuPerBatch: perBatchMS(cpu, len(lat))}
+		others: cpu.others, busy: cpu.busy, cpuPerBatch: perBatchMS(cpu, len(lat))}
 }
 
 type engineTurn struct {
@@ -456,6 +471,7 @@ type engineTurn struct {
 	// the sample there, in % (0 for a run shorter than that).
 	rssGrowth   float64
 	others      float64    // % of the machine's CPU time others used meanwhile
+	busy        float64    // % of the machine's CPU time the turn used
 	cpuPerBatch [2]float64 // as loopTurn's
 }
 
@@ -531,7 +547,7 @@ WHERE run_id = (SELECT max(id) FROM backfill.backfill_runs)`).Scan(&done); err !
 	}
 	took := finishedAt.Sub(startedAt)
 	t := engineTurn{rate: float64(done) / took.Seconds(), took: took, batches: len(lat),
-		others: cpu.others, cpuPerBatch: perBatchMS(cpu, len(lat)),
+		others: cpu.others, busy: cpu.busy, cpuPerBatch: perBatchMS(cpu, len(lat)),
 		gap: gapMS(took, min(c.partitions, c.workers*c.concurrency), lat),
 		p50: percentileMS(lat, 0.50), p99: percentileMS(lat, 0.99)}
 	for _, s := range rss {
@@ -602,7 +618,9 @@ func waitFinished(b *testing.B, pool *pgxpool.Pool, workers []*faults.Process, r
 		if time.Now().After(deadline) {
 			b.Fatalf("the run is still %s after %s", state, time.Since(began).Round(time.Second))
 		}
-		time.Sleep(25 * time.Millisecond)
+		// The run's speed comes from its own timestamps: polling more
+		// often would only take CPU from the turn.
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -745,11 +763,12 @@ func machine(b *testing.B) string {
 	return fmt.Sprintf("%d CPUs (%s), PostgreSQL %s", runtime.NumCPU(), model, version)
 }
 
-// cpuAccount is what the machine's CPUs, and the benchmark's own processes,
-// had used at a turn's start: the clients (this process with its children,
-// the enqueue runs, and the workers) and the server's processes that work
-// for them (its sessions on the turn's database, its checkpointer and
-// writers).
+// cpuAccount is what the machine's CPUs, and the processes of a turn, had
+// used at the turn's start: the clients (the loop's process, or the
+// workers), the server's processes that work for them (their sessions on
+// the turn's database, its checkpointer and writers), and the benchmark's
+// own (this process while it only watches the workers, with its children,
+// the enqueue runs, and its pool's session, which polls for the run's end).
 type cpuAccount struct {
 	busy, total float64
 	ticks       map[int]float64
@@ -757,17 +776,21 @@ type cpuAccount struct {
 
 // cpuUse is what a turn used: others is the share of the machine's CPU
 // time, in %, that other processes used; client and server are the CPU
-// seconds of the benchmark's clients and of the server's processes that
-// worked for them.
+// seconds of the turn's clients and of the server's processes that worked
+// for them. The benchmark's own watching is in neither.
 type cpuUse struct {
 	others, client, server float64
+	// busy is the share of the machine's CPU time, in %, that the turn's
+	// clients and server used: near 100, more batches in flight cannot
+	// go faster.
+	busy float64
 }
 
 func startAccount(b *testing.B, pool *pgxpool.Pool, workers ...*faults.Process) *cpuAccount {
 	b.Helper()
 	a := &cpuAccount{ticks: map[int]float64{}}
-	clients, server := ourPids(b, pool, workers)
-	for _, pid := range append(clients, server...) {
+	clients, server, own := turnPids(b, pool, workers)
+	for _, pid := range slices.Concat(clients, server, own) {
 		a.ticks[pid] = procTicks(pid)
 	}
 	a.busy, a.total = machineTicks()
@@ -780,7 +803,7 @@ func startAccount(b *testing.B, pool *pgxpool.Pool, workers ...*faults.Process) 
 // this machine.
 func (a *cpuAccount) use(b *testing.B, pool *pgxpool.Pool, workers ...*faults.Process) cpuUse {
 	b.Helper()
-	clients, server := ourPids(b, pool, workers)
+	clients, server, own := turnPids(b, pool, workers)
 	since := func(pids []int) float64 {
 		var sum float64
 		for _, pid := range pids {
@@ -788,11 +811,12 @@ func (a *cpuAccount) use(b *testing.B, pool *pgxpool.Pool, workers ...*faults.Pr
 		}
 		return sum
 	}
-	c, s := since(clients), since(server)
+	c, s, o := since(clients), since(server), since(own)
 	busy, total := machineTicks()
-	u := cpuUse{client: c / clockTicks, server: s / clockTicks, others: math.NaN()}
+	u := cpuUse{client: c / clockTicks, server: s / clockTicks, others: math.NaN(), busy: math.NaN()}
 	if total > a.total {
-		u.others = max(0, 100*((busy-a.busy)-c-s)/(total-a.total))
+		u.others = max(0, 100*((busy-a.busy)-c-s-o)/(total-a.total))
+		u.busy = min(100, 100*(c+s)/(total-a.total))
 	}
 	return u
 }
@@ -802,29 +826,42 @@ func (a *cpuAccount) use(b *testing.B, pool *pgxpool.Pool, workers ...*faults.Pr
 // alpha and ia64).
 const clockTicks = 100
 
-// ourPids are the clients (this process and the workers) and the server's
-// processes that work for them: its sessions on the pool's database and its
-// checkpointer and writers (they write for other sessions too, but mostly
-// for the benchmark's).
-func ourPids(b *testing.B, pool *pgxpool.Pool, workers []*faults.Process) (clients, server []int) {
+// turnPids are a turn's clients (this process when it runs the loop, else
+// the workers), the server's processes that work for them (the sessions on
+// the pool's database other than the pool's own, and the checkpointer and
+// writers: they write for other sessions too, but mostly for the turn's),
+// and the benchmark's own processes (this one while it watches the
+// workers, and the pool's session).
+func turnPids(b *testing.B, pool *pgxpool.Pool, workers []*faults.Process) (clients, server, own []int) {
 	b.Helper()
-	clients = []int{os.Getpid()}
+	if len(workers) == 0 {
+		clients = []int{os.Getpid()}
+	} else {
+		own = []int{os.Getpid()}
+	}
 	for _, w := range workers {
 		clients = append(clients, w.Cmd.Process.Pid)
 	}
-	rows, err := pool.Query(context.Background(), `SELECT pid FROM pg_stat_activity
+	rows, err := pool.Query(context.Background(), `SELECT pid, pid = pg_backend_pid() FROM pg_stat_activity
 WHERE datname = current_database() OR backend_type IN ('checkpointer', 'walwriter', 'background writer')`)
 	if err != nil {
 		b.Fatal(err)
 	}
-	backends, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
+	var (
+		pid  int32
+		mine bool
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&pid, &mine}, func() error {
+		if mine {
+			own = append(own, int(pid))
+		} else {
+			server = append(server, int(pid))
+		}
+		return nil
+	}); err != nil {
 		b.Fatal(err)
 	}
-	for _, pid := range backends {
-		server = append(server, int(pid))
-	}
-	return clients, server
+	return clients, server, own
 }
 
 // procTicks is the CPU time a process used, with that of the children it
