@@ -96,7 +96,7 @@ func BenchmarkThroughputBinaries(b *testing.B) {
 	maxOthers := float64(envInt("THROUGHPUT_MAX_OTHERS", 20))
 	began := time.Now()
 	bins := faults.Build(b)
-	b.Cleanup(dropThroughputDatabase)
+	b.Cleanup(func() { dropThroughputDatabases(throughputDB) })
 
 	tsay(b, "%d rows, %d runs, cases %s; %s; binaries built from %s", rows, runs, caseNames(cases), machine(b), tree())
 	results := make([]throughputResult, len(cases))
@@ -111,7 +111,7 @@ func BenchmarkThroughputBinaries(b *testing.B) {
 					ms(loop.cpuPerBatch[0]), ms(loop.cpuPerBatch[1]), loop.busy, loop.others)
 			}
 			measureEngine := func() {
-				engine = runEngine(b, bins, rows, c, workerArgs)
+				engine = runEngine(b, bins, rows, c, workerArgs, nil)
 				tsay(b, "%s run %d/%d: engine %s rows/s (%s), batch p50 %s p99 %s ms, %s ms between batches, CPU per batch %s ms client + %s ms server, CPUs %.0f%% busy, %d batches, worker RSS %.0f/%.0f/%.0f MB (+%.0f%% once warm); others used %.0f%% of the CPUs",
 					c.name, run+1, runs, kilo(engine.rate), engine.took.Round(time.Millisecond), ms(engine.p50), ms(engine.p99),
 					ms(engine.gap), ms(engine.cpuPerBatch[0]), ms(engine.cpuPerBatch[1]), engine.busy, engine.batches,
@@ -323,26 +323,27 @@ func throughputTable(cases []throughputCase, results []throughputResult, rows, r
 }
 
 // throughputDB is the turns' database, one per benchmark process so that
-// two runs at once on one server do not drop each other's.
+// two runs at once on one server do not drop each other's; side by side,
+// the loop's and the engine's are two, named after it.
 var throughputDB = "throughput_bench_" + strconv.Itoa(os.Getpid())
 
-// throughputDatabase (re)creates the database of one turn with a fresh
-// items table of rows rows: loaded, packed, vacuumed and analysed, its
-// autovacuum off (it would start in some turns and not in others), and
+// throughputDatabase (re)creates the database name of one turn with a
+// fresh items table of rows rows: loaded, packed, vacuumed and analysed,
+// its autovacuum off (it would start in some turns and not in others), and
 // returns its URL and a pool on it. The caller closes the pool.
-func throughputDatabase(b *testing.B, rows int) (string, *pgxpool.Pool) {
+func throughputDatabase(b *testing.B, name string, rows int) (string, *pgxpool.Pool) {
 	b.Helper()
 	ctx := context.Background()
-	dropThroughputDatabase()
+	dropThroughputDatabases(name)
 	admin, err := pgx.Connect(ctx, testdb.ServerURL())
 	if err != nil {
 		b.Fatalf("connecting to the server: %v", err)
 	}
 	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{throughputDB}.Sanitize()); err != nil {
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		b.Fatal(err)
 	}
-	url := testdb.WithDatabase(throughputDB)
+	url := testdb.WithDatabase(name)
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		b.Fatal(err)
@@ -359,12 +360,15 @@ func throughputDatabase(b *testing.B, rows int) (string, *pgxpool.Pool) {
 	return url, pool
 }
 
-func dropThroughputDatabase() {
+func dropThroughputDatabases(names ...string) {
 	ctx := context.Background()
 	c, err := pgx.Connect(ctx, testdb.ServerURL())
-	if err == nil {
-		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{throughputDB}.Sanitize()+" WITH (FORCE)")
-		c.Close(ctx)
+	if err != nil {
+		return
+	}
+	defer c.Close(ctx)
+	for _, name := range names {
+		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 	}
 }
 
@@ -399,55 +403,17 @@ type loopTurn struct {
 func runLoop(b *testing.B, rows, batch int) loopTurn {
 	b.Helper()
 	ctx := context.Background()
-	url, pool := throughputDatabase(b, rows)
+	url, pool := throughputDatabase(b, throughputDB, rows)
 	defer pool.Close()
-	mustExec(b, pool, `CREATE TABLE loop_checkpoint (id int PRIMARY KEY, cursor bigint NOT NULL, rows bigint NOT NULL);
-INSERT INTO loop_checkpoint VALUES (1, 0, 0)`)
-	mustExec(b, pool, `CHECKPOINT`)
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		b.Fatal(err)
-	}
+	conn := prepareLoop(b, url, pool)
 	defer conn.Close(ctx)
 	waitQuiet(b)
 	account := startAccount(b, pool)
 
-	var (
-		cursor int64
-		done   int64
-		lat    []time.Duration
-	)
 	started := time.Now()
-	for {
-		t0 := time.Now()
-		tx, err := conn.Begin(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var first, last *int64
-		if err := tx.QueryRow(ctx, `SELECT min(id), max(id) FROM (SELECT id FROM items WHERE id > $1 ORDER BY id LIMIT $2) s`,
-			cursor, batch).Scan(&first, &last); err != nil {
-			b.Fatal(err)
-		}
-		if last == nil {
-			if err := tx.Rollback(ctx); err != nil {
-				b.Fatal(err)
-			}
-			break
-		}
-		tag, err := tx.Exec(ctx, `UPDATE items SET price_eur_cents = price_cents * 92 / 100 WHERE id BETWEEN $1 AND $2`, *first, *last)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE loop_checkpoint SET cursor = $1, rows = rows + $2 WHERE id = 1`, *last, tag.RowsAffected()); err != nil {
-			b.Fatal(err)
-		}
-		if err := tx.Commit(ctx); err != nil {
-			b.Fatal(err)
-		}
-		lat = append(lat, time.Since(t0))
-		cursor = *last
-		done += tag.RowsAffected()
+	lat, done, err := keysetLoop(ctx, conn, batch, nil)
+	if err != nil {
+		b.Fatal(err)
 	}
 	took := time.Since(started)
 	cpu := account.use(b, pool)
@@ -457,6 +423,61 @@ INSERT INTO loop_checkpoint VALUES (1, 0, 0)`)
 	checkRewritten(b, pool, "the loop")
 	return loopTurn{rate: float64(done) / took.Seconds(), took: took, p50: percentileMS(lat, 0.50), p99: percentileMS(lat, 0.99), gap: gapMS(took, 1, lat),
 		others: cpu.others, busy: cpu.busy, cpuPerBatch: perBatchMS(cpu, len(lat))}
+}
+
+// prepareLoop creates the loop's checkpoint row, checkpoints the server and
+// connects the loop's one connection.
+func prepareLoop(b *testing.B, url string, pool *pgxpool.Pool) *pgx.Conn {
+	b.Helper()
+	mustExec(b, pool, `CREATE TABLE loop_checkpoint (id int PRIMARY KEY, cursor bigint NOT NULL, rows bigint NOT NULL);
+INSERT INTO loop_checkpoint VALUES (1, 0, 0)`)
+	mustExec(b, pool, `CHECKPOINT`)
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return conn
+}
+
+// keysetLoop rewrites items on conn, batch after batch, and returns each
+// batch's latency and the rows rewritten; done, when set, hears of each
+// batch as it commits, with the rows rewritten so far.
+func keysetLoop(ctx context.Context, conn *pgx.Conn, batch int, done func(time.Time, int64)) ([]time.Duration, int64, error) {
+	var (
+		cursor, rows int64
+		lat          []time.Duration
+	)
+	for {
+		t0 := time.Now()
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			return nil, 0, err
+		}
+		var first, last *int64
+		if err := tx.QueryRow(ctx, `SELECT min(id), max(id) FROM (SELECT id FROM items WHERE id > $1 ORDER BY id LIMIT $2) s`,
+			cursor, batch).Scan(&first, &last); err != nil {
+			return nil, 0, err
+		}
+		if last == nil {
+			return lat, rows, tx.Rollback(ctx)
+		}
+		tag, err := tx.Exec(ctx, `UPDATE items SET price_eur_cents = price_cents * 92 / 100 WHERE id BETWEEN $1 AND $2`, *first, *last)
+		if err != nil {
+			return nil, 0, err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE loop_checkpoint SET cursor = $1, rows = rows + $2 WHERE id = 1`, *last, tag.RowsAffected()); err != nil {
+			return nil, 0, err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return nil, 0, err
+		}
+		lat = append(lat, time.Since(t0))
+		cursor = *last
+		rows += tag.RowsAffected()
+		if done != nil {
+			done(time.Now(), rows)
+		}
+	}
 }
 
 type engineTurn struct {
@@ -473,14 +494,20 @@ type engineTurn struct {
 	others      float64    // % of the machine's CPU time others used meanwhile
 	busy        float64    // % of the machine's CPU time the turn used
 	cpuPerBatch [2]float64 // as loopTurn's
+	// startedAt and finishedAt are the run's; progress is the rows done as
+	// the batches committed.
+	startedAt, finishedAt time.Time
+	progress              []rowsAt
 }
 
 // runEngine runs the case's backfill through the binaries in a fresh
 // database and returns its speed from the run's own start to its finish.
-func runEngine(b *testing.B, bins faults.Binaries, rows int, c throughputCase, workerArgs []string) engineTurn {
+// beforeRun, when set, is called just before the run is enqueued, once
+// the workers are up and the machine is quiet.
+func runEngine(b *testing.B, bins faults.Binaries, rows int, c throughputCase, workerArgs []string, beforeRun func()) engineTurn {
 	b.Helper()
 	ctx := context.Background()
-	url, pool := throughputDatabase(b, rows)
+	url, pool := throughputDatabase(b, throughputDB, rows)
 	defer pool.Close()
 
 	dir := b.TempDir()
@@ -520,6 +547,9 @@ func runEngine(b *testing.B, bins faults.Binaries, rows int, c throughputCase, w
 	waitQuiet(b)
 	account := startAccount(b, pool, workers...)
 
+	if beforeRun != nil {
+		beforeRun()
+	}
 	if res := faults.Run(b, time.Minute, append(env, "LOG_LEVEL=warn"), bins.Enqueue, "run", "1"); res.Code != 0 {
 		b.Fatalf("enqueue run 1: %s", res.Output())
 	}
@@ -541,12 +571,13 @@ WHERE run_id = (SELECT max(id) FROM backfill.backfill_runs)`).Scan(&done); err !
 	stop()
 	checkRewritten(b, pool, "the engine")
 
-	lat, logged := batchDurations(b, workers)
-	if logged != int64(rows) {
+	lat, progress := batchDurations(b, workers)
+	if logged := progress[len(progress)-1].rows; logged != int64(rows) {
 		b.Logf("note: the workers' batch done lines add up to %d rows of %d", logged, rows)
 	}
 	took := finishedAt.Sub(startedAt)
 	t := engineTurn{rate: float64(done) / took.Seconds(), took: took, batches: len(lat),
+		startedAt: startedAt, finishedAt: finishedAt, progress: progress,
 		others: cpu.others, busy: cpu.busy, cpuPerBatch: perBatchMS(cpu, len(lat)),
 		gap: gapMS(took, min(c.partitions, c.workers*c.concurrency), lat),
 		p50: percentileMS(lat, 0.50), p99: percentileMS(lat, 0.99)}
@@ -625,13 +656,13 @@ func waitFinished(b *testing.B, pool *pgxpool.Pool, workers []*faults.Process, r
 }
 
 // batchDurations reads the workers' "batch done" lines: each batch's
-// duration (slog's JSON writes a duration in nanoseconds), the rows of all
-// of them and the duration of the last one logged.
-func batchDurations(b *testing.B, workers []*faults.Process) ([]time.Duration, int64) {
+// duration (slog's JSON writes a duration in nanoseconds) and the rows done
+// as the batches committed, in the order of their lines' times.
+func batchDurations(b *testing.B, workers []*faults.Process) ([]time.Duration, []rowsAt) {
 	b.Helper()
 	var (
-		out  []time.Duration
-		rows int64
+		out      []time.Duration
+		progress []rowsAt
 	)
 	for _, w := range workers {
 		for _, l := range w.Stderr.Lines() {
@@ -639,9 +670,10 @@ func batchDurations(b *testing.B, workers []*faults.Process) ([]time.Duration, i
 				continue
 			}
 			var rec struct {
-				Msg      string `json:"msg"`
-				Duration *int64 `json:"duration"`
-				Rows     int64  `json:"rows"`
+				Time     time.Time `json:"time"`
+				Msg      string    `json:"msg"`
+				Duration *int64    `json:"duration"`
+				Rows     int64     `json:"rows"`
 			}
 			if err := json.Unmarshal([]byte(l.Text), &rec); err != nil || rec.Msg != "batch done" {
 				continue
@@ -650,13 +682,35 @@ func batchDurations(b *testing.B, workers []*faults.Process) ([]time.Duration, i
 				b.Fatalf("a batch done line without a duration: %s", l.Text)
 			}
 			out = append(out, time.Duration(*rec.Duration))
-			rows += rec.Rows
+			progress = append(progress, rowsAt{at: rec.Time, rows: rec.Rows})
 		}
 	}
 	if len(out) == 0 {
 		b.Fatalf("the workers logged no batch done line (LOG_LEVEL=debug, LOG_FORMAT=json); worker w1:\n%s", workers[0].Stderr.String())
 	}
-	return out, rows
+	slices.SortStableFunc(progress, func(x, y rowsAt) int { return x.at.Compare(y.at) })
+	for i := 1; i < len(progress); i++ {
+		progress[i].rows += progress[i-1].rows
+	}
+	return out, progress
+}
+
+// rowsAt is how many rows were done at a time.
+type rowsAt struct {
+	at   time.Time
+	rows int64
+}
+
+// rowsBy is the rows done by t, of progress in the order of time.
+func rowsBy(progress []rowsAt, t time.Time) int64 {
+	var n int64
+	for _, p := range progress {
+		if p.at.After(t) {
+			break
+		}
+		n = p.rows
+	}
+	return n
 }
 
 // rssSampler reads each worker's VmRSS every second.
