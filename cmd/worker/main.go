@@ -255,7 +255,7 @@ func retentionOf(d time.Duration) time.Duration {
 }
 
 // statementsFor is how the worker sends statements in its pool mode: kept
-// prepared on each connection in session mode, so that the server plans a
+// prepared on each connection in session mode, so that the server parses a
 // batch's statements once per connection rather than every batch; unnamed
 // behind a transaction-pooling PgBouncer. Unless the mode was chosen, a
 // pooler in between (the server answers on another port) is taken for a

@@ -19,8 +19,9 @@ const (
 	// parses and plans each statement every time.
 	StatementsUnnamed Statements = iota
 	// StatementsPrepared keeps each statement prepared on its connection
-	// (pgx's cache_statement): the server parses and plans it once per
-	// connection, which is most of a small batch's bookkeeping. Only where
+	// (pgx's cache_statement): the server parses it once per connection
+	// (and plans it once where a generic plan serves every batch's keys),
+	// which is most of a small batch's bookkeeping. Only where
 	// each connection is a session of its own: directly, or through a
 	// session-pooling PgBouncer.
 	StatementsPrepared

@@ -10,7 +10,7 @@ import (
 )
 
 // A worker keeps its statements prepared on each connection (the server
-// plans a batch's statements once per connection), unless it is told the
+// parses a batch's statements once per connection), unless it is told the
 // pool mode is transaction, or, told nothing, it sees a pooler in between.
 // Here, told nothing, behind a transaction-pooling PgBouncer with two
 // server connections for the worker's four batches at once: it says why it
