@@ -88,9 +88,12 @@ func sideBySide(b *testing.B, bins faults.Binaries, rows int, c throughputCase, 
 	turn := runEngine(b, bins, rows, c, workerArgs, func() {
 		go func() {
 			loopStart = time.Now()
-			_, _, err := keysetLoop(ctx, conn, c.batch, func(t time.Time, n int64) {
+			_, done, err := keysetLoop(ctx, conn, c.batch, func(t time.Time, n int64) {
 				loopProgress = append(loopProgress, rowsAt{at: t, rows: n})
 			})
+			if err == nil && done != int64(rows) {
+				err = fmt.Errorf("it rewrote %d rows of %d", done, rows)
+			}
 			loopDone <- err
 		}()
 	})
@@ -105,6 +108,10 @@ func sideBySide(b *testing.B, bins faults.Binaries, rows int, c throughputCase, 
 	}
 	if last := loopProgress[len(loopProgress)-1].at; last.Before(end) {
 		end = last
+	}
+	if !end.After(start) {
+		b.Fatalf("the loop and the engine did not run at the same time (one from %s, the other until %s): THROUGHPUT_ROWS %d is too few",
+			start.Format(time.StampMilli), end.Format(time.StampMilli), rows)
 	}
 	speed := func(progress []rowsAt) float64 {
 		return float64(rowsBy(progress, end)-rowsBy(progress, start)) / end.Sub(start).Seconds()
