@@ -138,6 +138,8 @@ func ProcessBatchTx(ctx context.Context, tx pgx.Tx, p BatchParams) (*BatchResult
 		runState      State
 		throttle      Throttle
 		health        *Health
+		pending       tally
+		second        time.Time
 	)
 	if run.keyset == nil {
 		run.keyset = newKeysetQueries(run.Options.ForDirection(run.Direction))
@@ -150,11 +152,13 @@ func ProcessBatchTx(ctx context.Context, tx pgx.Tx, p BatchParams) (*BatchResult
 	b := &pgx.Batch{}
 	timeouts.queue(b, &pid)
 	b.Queue(inSchema(`
-SELECT bp.cursor_key, bp.upper_key, bp.state, bp.job_id, r.state, r.throttle, `+freshHealth+`
+SELECT bp.cursor_key, bp.upper_key, bp.state, bp.job_id, r.state, r.throttle, `+freshHealth+`,
+	bp.tally_second, bp.tally_rows, bp.tally_busy_seconds, date_trunc('second', now())
 FROM backfill_partitions bp JOIN backfill_runs r ON r.id = bp.run_id
 WHERE bp.run_id = $1 AND bp.partition = $2
 FOR UPDATE OF bp`), run.ID, p.Partition).QueryRow(func(row pgx.Row) error {
-		if err := row.Scan(&cursor, &upper, &state, &jobID, &runState, &throttle, &health); err != nil {
+		if err := row.Scan(&cursor, &upper, &state, &jobID, &runState, &throttle, &health,
+			&pending.Second, &pending.Rows, &pending.Busy, &second); err != nil {
 			return fmt.Errorf("batches: locking partition %d of run %d: %w", p.Partition, run.ID, err)
 		}
 		return nil
@@ -222,29 +226,37 @@ FOR UPDATE OF bp`), run.ID, p.Partition).QueryRow(func(row pgx.Row) error {
 	if res.PartitionDone {
 		next = "done"
 	}
-	// The checkpoint and the batch's throughput in one statement, with the
+	// The checkpoint with the second's throughput tally, the tally of an
+	// earlier second when this batch is the first of a new one, and the
 	// COMMIT when the caller lets the batch end its transaction: one round
-	// trip.
+	// trip. now() is the transaction's start, as in second.
+	rows, busy := int64(0), 0.0
+	if ok {
+		rows, busy = res.Batch.Rows, time.Since(started).Seconds()
+	}
+	tallied, store := pending.add(second, rows, busy, res.PartitionDone)
 	checkpoint := &pgx.Batch{}
 	checkpoint.Queue(inSchema(`
-WITH checkpoint AS (
-	UPDATE backfill_partitions
-	SET cursor_key = $3, state = $4, rows_done = rows_done + $5, rows_affected = rows_affected + $6,
-		batches_done = batches_done + $7, attempts = 0, last_error = NULL, updated_at = now()
-	WHERE run_id = $1 AND partition = $2
-	RETURNING 1
-)
-INSERT INTO backfill_throughput (run_id, partition, second, rows, busy_seconds)
-SELECT $1, $2, date_trunc('second', now()), $5, $8 FROM checkpoint WHERE $7 > 0
-ON CONFLICT (run_id, partition, second) DO UPDATE
-SET rows = backfill_throughput.rows + excluded.rows, busy_seconds = backfill_throughput.busy_seconds + excluded.busy_seconds`),
-		run.ID, p.Partition, cursor, next, res.Batch.Rows, res.RowsAffected, boolInt(ok), time.Since(started).Seconds())
+UPDATE backfill_partitions
+SET cursor_key = $3, state = $4, rows_done = rows_done + $5, rows_affected = rows_affected + $6,
+	batches_done = batches_done + $7, attempts = 0, last_error = NULL, updated_at = now(),
+	tally_second = $8, tally_rows = $9, tally_busy_seconds = $10
+WHERE run_id = $1 AND partition = $2`),
+		run.ID, p.Partition, cursor, next, res.Batch.Rows, res.RowsAffected, boolInt(ok),
+		tallied.Second, tallied.Rows, tallied.Busy)
+	for _, bucket := range store {
+		bucket.queueStore(checkpoint, run.ID, p.Partition)
+	}
 	commit := p.Commit && !res.PartitionDone
 	if commit {
 		checkpoint.Queue(`COMMIT`)
 	}
 	results := tx.SendBatch(ctx, checkpoint)
-	_, err = results.Exec()
+	for range 1 + len(store) {
+		if _, err = results.Exec(); err != nil {
+			break
+		}
+	}
 	if err == nil && commit {
 		var tag pgconn.CommandTag
 		if tag, err = results.Exec(); err == nil && tag.String() != "COMMIT" {

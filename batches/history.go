@@ -144,7 +144,7 @@ func runEvents(ctx context.Context, q Querier, runID int64, cond, order string) 
 // still filling is left out of an unfinished run's, so the line does not
 // dip at its end.
 func runThroughput(ctx context.Context, q Querier, runID int64, unfinished bool) ([]ThroughputPoint, int64, error) {
-	const buckets = `(SELECT second AS at, rows FROM backfill_throughput WHERE run_id = $1
+	const buckets = `(SELECT second AS at, rows FROM ` + throughputBuckets + ` s WHERE run_id = $1
 	UNION ALL SELECT minute, rows FROM backfill_throughput_minutes WHERE run_id = $1) b`
 	var (
 		first, last *time.Time
@@ -223,8 +223,12 @@ func PruneHistory(ctx context.Context, q Querier, retention time.Duration) (int6
 	DELETE FROM backfill_throughput WHERE run_id IN (SELECT id FROM old) RETURNING 1
 ), m AS (
 	DELETE FROM backfill_throughput_minutes WHERE run_id IN (SELECT id FROM old) RETURNING 1
+), p AS (
+	-- The last second of partitions that never finished.
+	UPDATE backfill_partitions SET tally_second = NULL, tally_rows = 0, tally_busy_seconds = 0
+	WHERE run_id IN (SELECT id FROM old) AND tally_second IS NOT NULL RETURNING 1
 )
-SELECT (SELECT count(*) FROM e) + (SELECT count(*) FROM t) + (SELECT count(*) FROM m)`), retention).Scan(&n)
+SELECT (SELECT count(*) FROM e) + (SELECT count(*) FROM t) + (SELECT count(*) FROM m) + (SELECT count(*) FROM p)`), retention).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("batches: pruning the history of runs finished over %s ago: %w", retention, err)
 	}

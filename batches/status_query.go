@@ -135,7 +135,7 @@ CROSS JOIN LATERAL (
 		-- then resumed has no started_at while it runs and gets its
 		-- finished_at as started_at at the end; its first bucket is the start.
 		CASE WHEN r.started_at IS NULL OR r.started_at >= r.finished_at
-			THEN (SELECT min(t.second) FROM backfill_throughput t WHERE t.run_id = r.id)
+			THEN (SELECT min(t.second) FROM ` + throughputBuckets + ` t WHERE t.run_id = r.id)
 			ELSE r.started_at END AS began
 ) w
 CROSS JOIN LATERAL (
@@ -156,7 +156,7 @@ LEFT JOIN LATERAL (
 		sum(s.rows * s.rows) FILTER (WHERE s.second >= ws.steady AND s.second < date_trunc('second', w.upto)) AS whole_squares
 	FROM (
 		-- Per second, over the partitions.
-		SELECT t.second, sum(t.rows) AS rows, sum(t.busy_seconds) AS busy FROM backfill_throughput t
+		SELECT t.second, sum(t.rows) AS rows, sum(t.busy_seconds) AS busy FROM ` + throughputBuckets + ` t
 		WHERE t.run_id = r.id AND t.second >= w.since AND t.second <= w.upto
 		GROUP BY t.second
 	) s

@@ -16,10 +16,13 @@ import (
 func ptr[T any](v T) *T { return &v }
 
 // rowsBetween counts the rows a run did in the whole seconds from from to
-// to, as its throughput buckets recorded them.
+// to, as its throughput buckets recorded them: the stored ones and its
+// partitions' tallies of the second under way.
 func rowsBetween(t *testing.T, b *testBundle, runID int64, from, to time.Time) int64 {
 	t.Helper()
-	return queryInt(t, b.pool, `SELECT coalesce(sum(rows), 0)::bigint FROM backfill_throughput
+	return queryInt(t, b.pool, `SELECT coalesce(sum(rows), 0)::bigint FROM (
+	SELECT run_id, second, rows FROM backfill_throughput
+	UNION ALL SELECT run_id, tally_second, tally_rows FROM backfill_partitions WHERE tally_second IS NOT NULL) t
 WHERE run_id = $1 AND second >= $2 AND second < $3`, runID, from, to)
 }
 
