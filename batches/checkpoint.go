@@ -127,6 +127,22 @@ func describeError(err error) string {
 // partition serialise and each sees the other's checkpoint. A failing step is
 // returned as *BatchError; the caller must roll tx back.
 func ProcessBatchTx(ctx context.Context, tx pgx.Tx, p BatchParams) (*BatchResult, error) {
+	_, res, err := processBatch(ctx, tx, nil, p)
+	return res, err
+}
+
+// ProcessBatch is ProcessBatchTx in a transaction of its own on conn, begun
+// by the batch's first round trip (pgx.Batch.BeginTx): one round trip fewer
+// than Begin, then ProcessBatchTx. It returns that transaction, to be
+// finished like ProcessBatchTx's (committed or rolled back, unless
+// BatchResult.Committed), also with an error.
+func ProcessBatch(ctx context.Context, conn *pgx.Conn, p BatchParams) (pgx.Tx, *BatchResult, error) {
+	return processBatch(ctx, nil, conn, p)
+}
+
+// processBatch runs a batch in tx, or, when tx is nil, in a transaction it
+// begins on conn with its first statements.
+func processBatch(ctx context.Context, tx pgx.Tx, conn *pgx.Conn, p BatchParams) (pgx.Tx, *BatchResult, error) {
 	run := p.Run
 	started := time.Now()
 	timeouts := p.Timeouts.WithDefaults().ForRun(run.Options)
@@ -146,10 +162,13 @@ func ProcessBatchTx(ctx context.Context, tx pgx.Tx, p BatchParams) (*BatchResult
 	}
 	batchSize := func() int { return cmp.Or(max(p.BatchSize, 0), run.Options.BatchSize) }
 	size := batchSize()
-	// One round trip: the transaction's bounds, the partition's lock and,
-	// when the caller knows where the partition stands, the next batch's
-	// cut (read-only, so cutting in vain costs nothing).
+	// One round trip: the transaction's start and bounds, the partition's
+	// lock and, when the caller knows where the partition stands, the next
+	// batch's cut (read-only, so cutting in vain costs nothing).
 	b := &pgx.Batch{}
+	if tx == nil {
+		b.BeginTx(pgx.TxOptions{})
+	}
 	timeouts.queue(b, &pid)
 	b.Queue(inSchema(`
 SELECT bp.cursor_key, bp.upper_key, bp.state, bp.job_id, r.state, r.throttle, `+freshHealth+`,
@@ -167,24 +186,31 @@ FOR UPDATE OF bp`), run.ID, p.Partition).QueryRow(func(row pgx.Row) error {
 	if p.After != nil {
 		run.keyset.queueCut(b, size, p.After.Cursor, p.After.Upper, &found)
 	}
-	err := tx.SendBatch(ctx, b).Close()
+	var results pgx.BatchResults
+	if tx == nil {
+		results = conn.SendBatch(ctx, b)
+		tx = results.Tx()
+	} else {
+		results = tx.SendBatch(ctx, b)
+	}
+	err := results.Close()
 	var cutErr *cutError
 	if err != nil && !errors.As(err, &cutErr) {
-		return nil, err
+		return tx, nil, err
 	}
 	switch {
 	case jobID == nil || *jobID != p.JobID:
-		return nil, ErrNotOwner
+		return tx, nil, ErrNotOwner
 	case state == "done" || state == "failed":
-		return nil, ErrPartitionFinished
+		return tx, nil, ErrPartitionFinished
 	case !runState.Active():
-		return nil, ErrRunInactive
+		return tx, nil, ErrRunInactive
 	}
 	// An operator's throttle applies from this batch on, and a health
 	// signal holds the batch back before it starts.
 	run.setThrottle(throttle)
 	if run.health = health; run.HeldBack() != nil {
-		return nil, ErrHeldBack
+		return tx, nil, ErrHeldBack
 	}
 
 	res := &BatchResult{Batch: Batch{RunID: run.ID, Version: run.Version, Partition: p.Partition}, RunState: runState}
@@ -205,14 +231,14 @@ FOR UPDATE OF bp`), run.ID, p.Partition).QueryRow(func(row pgx.Row) error {
 		first, last, n, ok, err = run.keyset.nextBatch(ctx, tx, size, cursor, upper)
 	}
 	if err != nil {
-		return nil, &BatchError{Batch: Batch{Partition: p.Partition, First: deref(cursor), Last: deref(upper)}, Err: fmt.Errorf("cutting the next batch: %w", err)}
+		return tx, nil, &BatchError{Batch: Batch{Partition: p.Partition, First: deref(cursor), Last: deref(upper)}, Err: fmt.Errorf("cutting the next batch: %w", err)}
 	}
 	if ok {
 		res.Batch.First, res.Batch.Last, res.Batch.Rows = first, last, n
 		watch := watchLocks(ctx, p.Monitor, pid, min(timeouts.Lock/2, time.Second))
 		affected, err := p.Step(ctx, tx, res.Batch)
 		if blockers := watch.stop(); err != nil {
-			return nil, &BatchError{Batch: res.Batch, Err: err, Blockers: blockers}
+			return tx, nil, &BatchError{Batch: res.Batch, Err: err, Blockers: blockers}
 		}
 		res.RowsAffected = affected
 		// Fewer keys than a batch means the range is used up: finish now
@@ -251,7 +277,7 @@ WHERE run_id = $1 AND partition = $2`),
 	if commit {
 		checkpoint.Queue(`COMMIT`)
 	}
-	results := tx.SendBatch(ctx, checkpoint)
+	results = tx.SendBatch(ctx, checkpoint)
 	for range 1 + len(store) {
 		if _, err = results.Exec(); err != nil {
 			break
@@ -267,19 +293,19 @@ WHERE run_id = $1 AND partition = $2`),
 			// The batch's own work failed at COMMIT (a deferred constraint):
 			// a failure of the batch, with its keys.
 			_ = results.Close()
-			return nil, &BatchError{Batch: res.Batch, Err: fmt.Errorf("committing: %w", err)}
+			return tx, nil, &BatchError{Batch: res.Batch, Err: fmt.Errorf("committing: %w", err)}
 		}
 	}
 	if err = cmp.Or(err, results.Close()); err != nil {
-		return nil, fmt.Errorf("batches: checkpointing partition %d of run %d: %w", p.Partition, run.ID, err)
+		return tx, nil, fmt.Errorf("batches: checkpointing partition %d of run %d: %w", p.Partition, run.ID, err)
 	}
 	res.Next, res.Committed = Position{Cursor: cursor, Upper: upper}, commit
 	if res.PartitionDone {
 		if res.RunState, err = settleRunTx(ctx, tx, run); err != nil {
-			return nil, err
+			return tx, nil, err
 		}
 	}
-	return res, nil
+	return tx, res, nil
 }
 
 // Failure is what RecordFailureTx recorded.

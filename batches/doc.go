@@ -30,7 +30,9 @@
 // is split into partitions (rows of backfill_partitions). Each partition is
 // walked in keyset order, one batch at a time. [ProcessBatchTx] runs one batch
 // and writes the partition's checkpoint in the caller's transaction, so a
-// batch's effects and its checkpoint commit together or not at all.
+// batch's effects and its checkpoint commit together or not at all;
+// [ProcessBatch] does the same in a transaction it begins with the batch's
+// first statements, one round trip fewer.
 //
 // # Exactly once
 //

@@ -132,20 +132,13 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 		p.Commit = time.Now().Before(deadline) && !w.stopping()
 
 		started := time.Now()
-		var (
-			res      *batches.BatchResult
-			finished bool
-		)
-		err := w.batchTx(ctx, run, func(tx pgx.Tx) (bool, error) {
-			var err error
-			if res, err = batches.ProcessBatchTx(ctx, tx, p); err != nil {
-				return false, err
-			}
+		finished := false
+		res, err := w.batchTx(ctx, p, func(tx pgx.Tx, res *batches.BatchResult) (err error) {
 			took := time.Since(started)
 			c.size, set = nextBatchSize(run.Options, c.size, set, res, took)
 			c.busy, c.notBefore = took, time.Time{}
 			if res.Committed {
-				return true, nil
+				return nil
 			}
 			// The job ends in the batch's own transaction: completed with the
 			// partition's last batch, or handed to a new job from the
@@ -158,7 +151,7 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 				finished = true
 				err = w.handOverTx(ctx, tx, job, run, c)
 			}
-			return false, err
+			return err
 		})
 		switch {
 		case errors.Is(err, batches.ErrRunInactive):
@@ -196,38 +189,38 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 	}
 }
 
-// batchTx runs one batch's transaction: fn says whether it committed the
-// transaction itself (batches.BatchParams.Commit); otherwise batchTx commits
-// it when fn succeeds and rolls it back when fn fails or panics. The
-// observer counts the batch in flight from before the transaction begins
-// until it has committed or rolled back, however it ends: an error, a panic
-// or a cancelled context.
-func (w *BatchWorker) batchTx(ctx context.Context, run *batches.Run, fn func(pgx.Tx) (committed bool, err error)) error {
-	defer w.Observer.BatchStarted(run)()
+// batchTx runs one batch (p) in a transaction of its own, begun with the
+// batch's first statements, then, unless the batch committed it itself
+// (batches.BatchParams.Commit), then with the batch's result, and commits
+// when both succeed; it rolls the transaction back when either fails or
+// panics. The observer counts the batch in flight from before the
+// transaction begins until it has committed or rolled back, however it
+// ends: an error, a panic or a cancelled context.
+func (w *BatchWorker) batchTx(ctx context.Context, p batches.BatchParams, then func(pgx.Tx, *batches.BatchResult) error) (*batches.BatchResult, error) {
+	defer w.Observer.BatchStarted(p.Run)()
 	conn, err := w.Pool.Acquire(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Released after the rollback below; the pool drops a connection left
 	// inside a transaction (a rollback that failed with ctx).
 	defer conn.Release()
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return err
-	}
 	over := false
+	tx, res, err := batches.ProcessBatch(ctx, conn.Conn(), p)
 	defer func() {
-		if !over {
+		if !over && tx != nil {
 			_ = tx.Rollback(ctx)
 		}
 	}()
-	committed, err := fn(tx)
-	if err != nil || committed {
-		over = committed
-		return err
+	if err == nil {
+		err = then(tx, res)
+	}
+	if err != nil || res.Committed {
+		over = err == nil
+		return res, err
 	}
 	over = true
-	return tx.Commit(ctx)
+	return res, tx.Commit(ctx)
 }
 
 func (w *BatchWorker) stepFor(run *batches.Run) (batches.BatchFunc, error) {

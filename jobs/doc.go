@@ -10,8 +10,9 @@
 // timeout, 10 s at most), then hands the partition to a new job in the
 // transaction of its last batch, so that a job lasts seconds however long the
 // backfill is. Each batch's statement, its checkpoint and the job's
-// completion or hand-over commit together (batches.ProcessBatchTx and
-// river.JobCompleteTx in one transaction).
+// completion or hand-over commit together (batches.ProcessBatch and
+// river.JobCompleteTx in one transaction, begun with the batch's first
+// statements).
 //
 // # Pace
 //
