@@ -127,22 +127,31 @@ func describeError(err error) string {
 // partition serialise and each sees the other's checkpoint. A failing step is
 // returned as *BatchError; the caller must roll tx back.
 func ProcessBatchTx(ctx context.Context, tx pgx.Tx, p BatchParams) (*BatchResult, error) {
-	_, res, err := processBatch(ctx, tx, nil, p)
-	return res, err
+	return processBatch(ctx, &tx, nil, p)
 }
 
 // ProcessBatch is ProcessBatchTx in a transaction of its own on conn, begun
 // by the batch's first round trip (pgx.Batch.BeginTx): one round trip fewer
 // than Begin, then ProcessBatchTx. It returns that transaction, to be
 // finished like ProcessBatchTx's (committed or rolled back, unless
-// BatchResult.Committed), also with an error.
-func ProcessBatch(ctx context.Context, conn *pgx.Conn, p BatchParams) (pgx.Tx, *BatchResult, error) {
-	return processBatch(ctx, nil, conn, p)
+// BatchResult.Committed), also with an error. A panic of the step rolls it
+// back before it goes on.
+func ProcessBatch(ctx context.Context, conn *pgx.Conn, p BatchParams) (tx pgx.Tx, res *BatchResult, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if tx != nil {
+				_ = tx.Rollback(ctx)
+			}
+			panic(r)
+		}
+	}()
+	res, err = processBatch(ctx, &tx, conn, p)
+	return tx, res, err
 }
 
-// processBatch runs a batch in tx, or, when tx is nil, in a transaction it
-// begins on conn with its first statements.
-func processBatch(ctx context.Context, tx pgx.Tx, conn *pgx.Conn, p BatchParams) (pgx.Tx, *BatchResult, error) {
+// processBatch runs a batch in *tx, or, when *tx is nil, in a transaction it
+// begins on conn with its first statements and sets *tx to.
+func processBatch(ctx context.Context, txp *pgx.Tx, conn *pgx.Conn, p BatchParams) (*BatchResult, error) {
 	run := p.Run
 	started := time.Now()
 	timeouts := p.Timeouts.WithDefaults().ForRun(run.Options)
@@ -166,6 +175,7 @@ func processBatch(ctx context.Context, tx pgx.Tx, conn *pgx.Conn, p BatchParams)
 	// lock and, when the caller knows where the partition stands, the next
 	// batch's cut (read-only, so cutting in vain costs nothing).
 	b := &pgx.Batch{}
+	tx := *txp
 	if tx == nil {
 		b.BeginTx(pgx.TxOptions{})
 	}
@@ -190,27 +200,28 @@ FOR UPDATE OF bp`), run.ID, p.Partition).QueryRow(func(row pgx.Row) error {
 	if tx == nil {
 		results = conn.SendBatch(ctx, b)
 		tx = results.Tx()
+		*txp = tx
 	} else {
 		results = tx.SendBatch(ctx, b)
 	}
 	err := results.Close()
 	var cutErr *cutError
 	if err != nil && !errors.As(err, &cutErr) {
-		return tx, nil, err
+		return nil, err
 	}
 	switch {
 	case jobID == nil || *jobID != p.JobID:
-		return tx, nil, ErrNotOwner
+		return nil, ErrNotOwner
 	case state == "done" || state == "failed":
-		return tx, nil, ErrPartitionFinished
+		return nil, ErrPartitionFinished
 	case !runState.Active():
-		return tx, nil, ErrRunInactive
+		return nil, ErrRunInactive
 	}
 	// An operator's throttle applies from this batch on, and a health
 	// signal holds the batch back before it starts.
 	run.setThrottle(throttle)
 	if run.health = health; run.HeldBack() != nil {
-		return tx, nil, ErrHeldBack
+		return nil, ErrHeldBack
 	}
 
 	res := &BatchResult{Batch: Batch{RunID: run.ID, Version: run.Version, Partition: p.Partition}, RunState: runState}
@@ -231,14 +242,14 @@ FOR UPDATE OF bp`), run.ID, p.Partition).QueryRow(func(row pgx.Row) error {
 		first, last, n, ok, err = run.keyset.nextBatch(ctx, tx, size, cursor, upper)
 	}
 	if err != nil {
-		return tx, nil, &BatchError{Batch: Batch{Partition: p.Partition, First: deref(cursor), Last: deref(upper)}, Err: fmt.Errorf("cutting the next batch: %w", err)}
+		return nil, &BatchError{Batch: Batch{Partition: p.Partition, First: deref(cursor), Last: deref(upper)}, Err: fmt.Errorf("cutting the next batch: %w", err)}
 	}
 	if ok {
 		res.Batch.First, res.Batch.Last, res.Batch.Rows = first, last, n
 		watch := watchLocks(ctx, p.Monitor, pid, min(timeouts.Lock/2, time.Second))
 		affected, err := p.Step(ctx, tx, res.Batch)
 		if blockers := watch.stop(); err != nil {
-			return tx, nil, &BatchError{Batch: res.Batch, Err: err, Blockers: blockers}
+			return nil, &BatchError{Batch: res.Batch, Err: err, Blockers: blockers}
 		}
 		res.RowsAffected = affected
 		// Fewer keys than a batch means the range is used up: finish now
@@ -293,19 +304,19 @@ WHERE run_id = $1 AND partition = $2`),
 			// The batch's own work failed at COMMIT (a deferred constraint):
 			// a failure of the batch, with its keys.
 			_ = results.Close()
-			return tx, nil, &BatchError{Batch: res.Batch, Err: fmt.Errorf("committing: %w", err)}
+			return nil, &BatchError{Batch: res.Batch, Err: fmt.Errorf("committing: %w", err)}
 		}
 	}
 	if err = cmp.Or(err, results.Close()); err != nil {
-		return tx, nil, fmt.Errorf("batches: checkpointing partition %d of run %d: %w", p.Partition, run.ID, err)
+		return nil, fmt.Errorf("batches: checkpointing partition %d of run %d: %w", p.Partition, run.ID, err)
 	}
 	res.Next, res.Committed = Position{Cursor: cursor, Upper: upper}, commit
 	if res.PartitionDone {
 		if res.RunState, err = settleRunTx(ctx, tx, run); err != nil {
-			return tx, nil, err
+			return nil, err
 		}
 	}
-	return tx, res, nil
+	return res, nil
 }
 
 // Failure is what RecordFailureTx recorded.

@@ -136,3 +136,45 @@ INSERT INTO rt (id) SELECT g FROM generate_series(1, 3500) g; ANALYZE rt;`)
 	require.Equal(t, byte('I'), conn.PgConn().TxStatus())
 	require.Equal(t, "2000", cursor())
 }
+
+// A step that panics (a Go backfill's) leaves no transaction open on the
+// connection: ProcessBatch rolls back the one it began, then panics on.
+func TestProcessBatch_APanickingStepRollsItsTransactionBack(t *testing.T) {
+	t.Parallel()
+	url, pool := testdb.New(t)
+	ctx := context.Background()
+	testdb.Exec(t, pool, `CREATE TABLE rtp (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
+INSERT INTO rtp (id) SELECT g FROM generate_series(1, 100) g; ANALYZE rtp;`)
+	opts := batches.Options{Table: "rtp", Key: "id", BatchSize: 10, Partitions: 1}.WithDefaults()
+	def := &batches.Definition{Version: 1, Name: "rtp", Mode: batches.ModeManual, Options: opts, Source: "test", UpSQL: `UPDATE rtp SET n = 1 WHERE id BETWEEN @first AND @last`, Checksum: "test"}
+	var run *batches.Run
+	require.NoError(t, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var err error
+		if run, _, err = batches.CreateRunTx(ctx, tx, batches.NewRunParams{Definition: def, Direction: batches.DirectionUp, RunNumber: 1, EnqueuedBy: "test"}); err != nil {
+			return err
+		}
+		return batches.AssignJobTx(ctx, tx, run.ID, 0, 0, 7)
+	}))
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	step := func(ctx context.Context, tx pgx.Tx, b batches.Batch) (int64, error) {
+		if _, err := tx.Exec(ctx, `UPDATE rtp SET n = 1 WHERE id BETWEEN $1 AND $2`, b.First, b.Last); err != nil {
+			return 0, err
+		}
+		panic("a step's bug")
+	}
+	require.PanicsWithValue(t, "a step's bug", func() {
+		_, _, _ = batches.ProcessBatch(ctx, conn, batches.BatchParams{Run: run, Partition: 0, JobID: 7, Step: step})
+	})
+	require.Equal(t, byte('I'), conn.PgConn().TxStatus(), "rolled back")
+	require.Zero(t, planQueryInt(t, pool, `SELECT count(*) FROM rtp WHERE n > 0`))
+	var free []int32
+	require.NoError(t, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, `SELECT partition FROM backfill.backfill_partitions WHERE run_id = $1 FOR UPDATE SKIP LOCKED`, run.ID)
+		var err error
+		free, err = pgx.CollectRows(rows, pgx.RowTo[int32])
+		return err
+	}))
+	require.Equal(t, []int32{0}, free, "the partition row is not locked")
+}
