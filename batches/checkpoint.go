@@ -149,8 +149,8 @@ func ProcessBatch(ctx context.Context, conn *pgx.Conn, p BatchParams) (tx pgx.Tx
 	return tx, res, err
 }
 
-// processBatch runs a batch in *tx, or, when *tx is nil, in a transaction it
-// begins on conn with its first statements and sets *tx to.
+// processBatch runs a batch in *txp, or, when *txp is nil, in a
+// transaction it begins on conn with its first statements and puts in *txp.
 func processBatch(ctx context.Context, txp *pgx.Tx, conn *pgx.Conn, p BatchParams) (*BatchResult, error) {
 	run := p.Run
 	started := time.Now()
