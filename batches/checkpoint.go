@@ -267,11 +267,11 @@ FOR UPDATE OF bp`), run.ID, p.Partition).QueryRow(func(row pgx.Row) error {
 	// earlier second when this batch is the first of a new one, and the
 	// COMMIT when the caller lets the batch end its transaction: one round
 	// trip. now() is the transaction's start, as in second.
-	rows, busy := int64(0), 0.0
+	busy := 0.0
 	if ok {
-		rows, busy = res.Batch.Rows, time.Since(started).Seconds()
+		busy = time.Since(started).Seconds()
 	}
-	tallied, store := pending.add(second, rows, busy, res.PartitionDone)
+	tallied, store := pending.add(second, res.Batch.Rows, busy, res.PartitionDone)
 	checkpoint := &pgx.Batch{}
 	checkpoint.Queue(inSchema(`
 UPDATE backfill_partitions
