@@ -100,21 +100,25 @@ func BenchmarkThroughputBinaries(b *testing.B) {
 
 	tsay(b, "%d rows, %d runs, cases %s; %s; binaries built from %s", rows, runs, caseNames(cases), machine(b), tree())
 	results := make([]throughputResult, len(cases))
+	for i := range results {
+		results[i].loopWaits, results[i].engineWaits = waitCounts{}, waitCounts{}
+	}
 	for run := range runs {
 		for i, c := range cases {
 			var loop loopTurn
 			var engine engineTurn
 			measureLoop := func() {
 				loop = runLoop(b, rows, c.batch)
-				tsay(b, "%s run %d/%d: loop   %s rows/s (%s), batch p50 %s p99 %s ms, %s ms between batches, CPU per batch %s ms client + %s ms server, CPUs %.0f%% busy; others used %.0f%% of the CPUs",
+				tsay(b, "%s run %d/%d: loop   %s rows/s (%s), batch p50 %s p99 %s ms, %s ms between batches, CPU per batch %s ms client + %s ms server, CPUs %.0f%% busy, session waiting %.0f%% (%s); others used %.0f%% of the CPUs",
 					c.name, run+1, runs, kilo(loop.rate), loop.took.Round(time.Millisecond), ms(loop.p50), ms(loop.p99), ms(loop.gap),
-					ms(loop.cpuPerBatch[0]), ms(loop.cpuPerBatch[1]), loop.busy, loop.others)
+					ms(loop.cpuPerBatch[0]), ms(loop.cpuPerBatch[1]), loop.busy, loop.waits.waiting(), loop.waits.top(3), loop.others)
 			}
 			measureEngine := func() {
 				engine = runEngine(b, bins, rows, c, workerArgs, nil)
-				tsay(b, "%s run %d/%d: engine %s rows/s (%s), batch p50 %s p99 %s ms, %s ms between batches, CPU per batch %s ms client + %s ms server, CPUs %.0f%% busy, %d batches, worker RSS %.0f/%.0f/%.0f MB (+%.0f%% once warm); others used %.0f%% of the CPUs",
+				tsay(b, "%s run %d/%d: engine %s rows/s (%s), batch p50 %s p99 %s ms, %s ms between batches, CPU per batch %s ms client + %s ms server, CPUs %.0f%% busy, sessions waiting %.0f%% (%s), %d batches, worker RSS %.0f/%.0f/%.0f MB (+%.0f%% once warm); others used %.0f%% of the CPUs",
 					c.name, run+1, runs, kilo(engine.rate), engine.took.Round(time.Millisecond), ms(engine.p50), ms(engine.p99),
-					ms(engine.gap), ms(engine.cpuPerBatch[0]), ms(engine.cpuPerBatch[1]), engine.busy, engine.batches,
+					ms(engine.gap), ms(engine.cpuPerBatch[0]), ms(engine.cpuPerBatch[1]), engine.busy,
+					engine.waits.waiting(), engine.waits.top(3), engine.batches,
 					engine.rssFirst, engine.rssMax, engine.rssLast, engine.rssGrowth, engine.others)
 			}
 			for attempt := 1; ; attempt++ {
@@ -147,6 +151,10 @@ func BenchmarkThroughputBinaries(b *testing.B) {
 			r.engineCPU = append(r.engineCPU, engine.cpuPerBatch)
 			r.loopBusy = append(r.loopBusy, loop.busy)
 			r.engineBusy = append(r.engineBusy, engine.busy)
+			r.loopWaiting = append(r.loopWaiting, loop.waits.waiting())
+			r.engineWaiting = append(r.engineWaiting, engine.waits.waiting())
+			r.loopWaits.add(loop.waits)
+			r.engineWaits.add(engine.waits)
 			r.rssFirst = append(r.rssFirst, engine.rssFirst)
 			r.rssMax = append(r.rssMax, engine.rssMax)
 			r.rssLast = append(r.rssLast, engine.rssLast)
@@ -158,6 +166,7 @@ func BenchmarkThroughputBinaries(b *testing.B) {
 
 	table := throughputTable(cases, results, rows, runs)
 	fmt.Print(table)
+	fmt.Print(waitsByCase(cases, results))
 	fmt.Print(moreWorkers(cases, results))
 	for i, c := range cases {
 		b.ReportMetric(median(results[i].ratio), c.name+"_engine/loop")
@@ -167,14 +176,19 @@ func BenchmarkThroughputBinaries(b *testing.B) {
 }
 
 // moreWorkers compares the engine's speed in cases that differ only in
-// their number of workers (each with the same concurrency): for each pair,
-// the median over the runs of more workers' rows/s over fewer's, both
-// measured in the same run.
+// their number of workers, each with the same concurrency (more batches in
+// flight) or with the same batches in flight in all (spread over more
+// processes): for each pair, the median over the runs of more workers'
+// rows/s over fewer's, both measured in the same run.
 func moreWorkers(cases []throughputCase, results []throughputResult) string {
 	var sb strings.Builder
 	for i, few := range cases {
 		for j, more := range cases {
-			if few.batch != more.batch || few.partitions != more.partitions || few.concurrency != more.concurrency || more.workers <= few.workers {
+			if few.batch != more.batch || few.partitions != more.partitions || more.workers <= few.workers {
+				continue
+			}
+			sameInFlight := few.workers*few.concurrency == more.workers*more.concurrency
+			if few.concurrency != more.concurrency && !sameInFlight {
 				continue
 			}
 			var each []float64
@@ -183,8 +197,12 @@ func moreWorkers(cases []throughputCase, results []throughputResult) string {
 				each = append(each, results[j].engineRate[k]/results[i].engineRate[k])
 				shown = append(shown, fmt.Sprintf("%.2f", each[k]))
 			}
-			fmt.Fprintf(&sb, "\nMore workers, batch %d, %d partitions: %dx%d / %dx%d engine rows/s %.2f (runs %s)",
-				few.batch, few.partitions, more.workers, more.concurrency, few.workers, few.concurrency, median(each), strings.Join(shown, " "))
+			what := "more batches in flight"
+			if sameInFlight {
+				what = "as many batches in flight"
+			}
+			fmt.Fprintf(&sb, "\nMore workers, %s, batch %d, %d partitions: %dx%d / %dx%d engine rows/s %.2f (runs %s)",
+				what, few.batch, few.partitions, more.workers, more.concurrency, few.workers, few.concurrency, median(each), strings.Join(shown, " "))
 		}
 	}
 	if sb.Len() > 0 {
@@ -198,7 +216,7 @@ func moreWorkers(cases []throughputCase, results []throughputResult) string {
 // the CPUs during either.
 const throughputRepeats = 2
 
-const defaultThroughputCases = "b1000-p1-w1,b1000-p8-w1x4,b1000-p8-w2x4,b5000-p1-w1,b5000-p8-w1x4,b5000-p8-w2x4"
+const defaultThroughputCases = "b1000-p1-w1,b1000-p8-w1x4,b1000-p8-w2x2,b1000-p8-w2x4,b5000-p1-w1,b5000-p8-w1x4,b5000-p8-w2x2,b5000-p8-w2x4"
 
 // throughputCase is one shape of the engine: batch size, partitions,
 // worker processes and each one's concurrency.
@@ -259,6 +277,8 @@ type throughputResult struct {
 	loopGap, engineGap          []float64    // ms between batches
 	loopCPU, engineCPU          [][2]float64 // ms per batch: client, server
 	loopBusy, engineBusy        []float64    // % of the CPUs the turn used
+	loopWaiting, engineWaiting  []float64    // % of the sessions' active time spent waiting
+	loopWaits, engineWaits      waitCounts   // what the sessions did, over all runs
 	rssFirst, rssMax, rssLast   []float64    // MB
 	rssGrowth                   []float64    // %
 	others                      []float64    // % of the CPUs others used during each turn
@@ -271,8 +291,10 @@ func throughputTable(cases []throughputCase, results []throughputResult, rows, r
 		"counting the time a partition's slot is idle once it is done; CPU: the CPU time per batch of the client (the loop's process,\n"+
 		"the workers) and of the server's processes that worked for it (its sessions, checkpointer and writers), not the\n"+
 		"benchmark's own polling for the run's end; CPUs busy: the share of the machine's CPU time the turn's clients and server used;\n"+
-		"others' CPU: the most CPU time, %% of the machine's, that processes other than the benchmark's used during any of the case's turns)\n\n", rows, runs)
-	head := []string{"case", "workers", "loop rows/s", "engine rows/s", "ratio", "runs' ratios", "loop p50/p99 ms", "engine p50/p99 ms", "engine p99/p50", "between batches ms loop/engine", "CPU ms/batch client+server loop/engine", "CPUs busy % loop/engine", "worker RSS first/max/last MB", "RSS growth %", "others' CPU %"}
+		"sessions waiting: the share of the time the turn's sessions ran a statement that they waited for something else than a CPU\n"+
+		"(a lock, the WAL, a disk), sampled every %s in pg_stat_activity;\n"+
+		"others' CPU: the most CPU time, %% of the machine's, that processes other than the benchmark's used during any of the case's turns)\n\n", rows, runs, waitInterval)
+	head := []string{"case", "workers", "loop rows/s", "engine rows/s", "ratio", "runs' ratios", "loop p50/p99 ms", "engine p50/p99 ms", "engine p99/p50", "between batches ms loop/engine", "CPU ms/batch client+server loop/engine", "CPUs busy % loop/engine", "sessions waiting % loop/engine", "worker RSS first/max/last MB", "RSS growth %", "others' CPU %"}
 	lines := [][]string{head}
 	for i, c := range cases {
 		r := results[i]
@@ -293,6 +315,7 @@ func throughputTable(cases []throughputCase, results []throughputResult, rows, r
 			ms(median(r.loopGap)) + " / " + ms(median(r.engineGap)),
 			cpuCell(r.loopCPU) + " / " + cpuCell(r.engineCPU),
 			fmt.Sprintf("%.0f / %.0f", median(r.loopBusy), median(r.engineBusy)),
+			fmt.Sprintf("%.0f / %.0f", median(r.loopWaiting), median(r.engineWaiting)),
 			fmt.Sprintf("%.0f / %.0f / %.0f", median(r.rssFirst), median(r.rssMax), median(r.rssLast)),
 			fmt.Sprintf("%.0f", slices.Max(r.rssGrowth)),
 			fmt.Sprintf("%.0f", slices.Max(r.others)),
@@ -351,6 +374,7 @@ func throughputDatabase(b *testing.B, name string, rows int) (string, *pgxpool.P
 	// One session, so that the CPU accounts can tell the benchmark's own
 	// (loading, polling for the run's end) from the work it measures.
 	cfg.MaxConns = 1
+	cfg.ConnConfig.RuntimeParams["application_name"] = benchSession
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -396,6 +420,7 @@ type loopTurn struct {
 	// cpuPerBatch is the CPU time per batch, ms, of the client and of the
 	// server's processes that worked for it.
 	cpuPerBatch [2]float64
+	waits       waitCounts // of the loop's session
 }
 
 // runLoop is the baseline: one connection, per transaction the next batch's
@@ -409,6 +434,7 @@ func runLoop(b *testing.B, rows, batch int) loopTurn {
 	defer conn.Close(ctx)
 	waitQuiet(b)
 	account := startAccount(b, pool)
+	sampler := sampleWaits(b, url)
 
 	started := time.Now()
 	lat, done, err := keysetLoop(ctx, conn, batch, nil)
@@ -416,13 +442,14 @@ func runLoop(b *testing.B, rows, batch int) loopTurn {
 		b.Fatal(err)
 	}
 	took := time.Since(started)
+	waits := sampler.finish(b)
 	cpu := account.use(b, pool)
 	if done != int64(rows) {
 		b.Fatalf("the loop rewrote %d rows of %d", done, rows)
 	}
 	checkRewritten(b, pool, "the loop")
 	return loopTurn{rate: float64(done) / took.Seconds(), took: took, p50: percentileMS(lat, 0.50), p99: percentileMS(lat, 0.99), gap: gapMS(took, 1, lat),
-		others: cpu.others, busy: cpu.busy, cpuPerBatch: perBatchMS(cpu, len(lat))}
+		others: cpu.others, busy: cpu.busy, cpuPerBatch: perBatchMS(cpu, len(lat)), waits: waits}
 }
 
 // prepareLoop creates the loop's checkpoint row, checkpoints the server and
@@ -494,6 +521,7 @@ type engineTurn struct {
 	others      float64    // % of the machine's CPU time others used meanwhile
 	busy        float64    // % of the machine's CPU time the turn used
 	cpuPerBatch [2]float64 // as loopTurn's
+	waits       waitCounts // of the workers' sessions
 	// startedAt and finishedAt are the run's; progress is the rows done as
 	// the batches committed.
 	startedAt, finishedAt time.Time
@@ -554,7 +582,9 @@ func runEngine(b *testing.B, bins faults.Binaries, rows int, c throughputCase, w
 		b.Fatalf("enqueue run 1: %s", res.Output())
 	}
 	sampler := sampleRSS(workers)
+	waitSampler := sampleWaits(b, url)
 	state, startedAt, finishedAt := waitFinished(b, pool, workers, rows)
+	waits := waitSampler.finish(b)
 	cpu := account.use(b, pool, workers...)
 	rss := sampler.stop()
 	if state != "completed" {
@@ -578,7 +608,7 @@ WHERE run_id = (SELECT max(id) FROM backfill.backfill_runs)`).Scan(&done); err !
 	took := finishedAt.Sub(startedAt)
 	t := engineTurn{rate: float64(done) / took.Seconds(), took: took, batches: len(lat),
 		startedAt: startedAt, finishedAt: finishedAt, progress: progress,
-		others: cpu.others, busy: cpu.busy, cpuPerBatch: perBatchMS(cpu, len(lat)),
+		others: cpu.others, busy: cpu.busy, cpuPerBatch: perBatchMS(cpu, len(lat)), waits: waits,
 		gap: gapMS(took, min(c.partitions, c.workers*c.concurrency), lat),
 		p50: percentileMS(lat, 0.50), p99: percentileMS(lat, 0.99)}
 	for _, s := range rss {
@@ -882,10 +912,10 @@ const clockTicks = 100
 
 // turnPids are a turn's clients (this process when it runs the loop, else
 // the workers), the server's processes that work for them (the sessions on
-// the pool's database other than the pool's own, and the checkpointer and
-// writers: they write for other sessions too, but mostly for the turn's),
-// and the benchmark's own processes (this one while it watches the
-// workers, and the pool's session).
+// the pool's database other than the benchmark's own, and the checkpointer
+// and writers: they write for other sessions too, but mostly for the
+// turn's), and the benchmark's own processes (this one while it watches
+// the workers, and its sessions: the pool's and the wait sampler's).
 func turnPids(b *testing.B, pool *pgxpool.Pool, workers []*faults.Process) (clients, server, own []int) {
 	b.Helper()
 	if len(workers) == 0 {
@@ -896,8 +926,8 @@ func turnPids(b *testing.B, pool *pgxpool.Pool, workers []*faults.Process) (clie
 	for _, w := range workers {
 		clients = append(clients, w.Cmd.Process.Pid)
 	}
-	rows, err := pool.Query(context.Background(), `SELECT pid, pid = pg_backend_pid() FROM pg_stat_activity
-WHERE datname = current_database() OR backend_type IN ('checkpointer', 'walwriter', 'background writer')`)
+	rows, err := pool.Query(context.Background(), `SELECT pid, application_name = $1 FROM pg_stat_activity
+WHERE datname = current_database() OR backend_type IN ('checkpointer', 'walwriter', 'background writer')`, benchSession)
 	if err != nil {
 		b.Fatal(err)
 	}
