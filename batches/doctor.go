@@ -41,6 +41,9 @@ type DoctorParams struct {
 	IdleLimit time.Duration
 	// JobKind is the River job kind of the batches.
 	JobKind string
+	// LookAtWaits is how long doctor looks at what the backfill sessions
+	// wait on (0: it does not look).
+	LookAtWaits time.Duration
 }
 
 // Doctor runs the checks on q. A check that cannot run is a failed finding,
@@ -176,6 +179,20 @@ ORDER BY state_change`, p.IdleLimit)
 			fmt.Sprintf("a backfill session holds its locks while doing nothing: end it with SELECT pg_terminate_backend(%d)", leaks[0].pid))
 	default:
 		add("locks", FindingOK, "no backfill session idle in a transaction", "")
+	}
+
+	// What the batches wait on.
+	if p.LookAtWaits > 0 {
+		var walBuffers string
+		waits, err := lookAtWaits(ctx, q, p.LookAtWaits)
+		if err == nil {
+			err = q.QueryRow(ctx, `SELECT current_setting('wal_buffers')`).Scan(&walBuffers)
+		}
+		if err != nil {
+			failed("waits", err)
+		} else {
+			out = append(out, waitsFinding(waits, p.LookAtWaits, walBuffers))
+		}
 	}
 	return out, nil
 }

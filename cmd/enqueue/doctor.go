@@ -17,7 +17,7 @@ import (
 const doctorExitProblem = 1
 
 // doctor is "enqueue doctor": every check, one line each with what to do.
-func (c *command) doctor(ctx context.Context, asJSON bool, idleLimit time.Duration) error {
+func (c *command) doctor(ctx context.Context, asJSON bool, idleLimit, lookAtWaits time.Duration) error {
 	if err := c.noArgs("doctor"); err != nil {
 		return err
 	}
@@ -30,6 +30,7 @@ func (c *command) doctor(ctx context.Context, asJSON bool, idleLimit time.Durati
 	err = c.read(ctx, pool, func(q batches.Querier) (err error) {
 		findings, err = batches.Doctor(ctx, q, batches.DoctorParams{
 			URLPort: urlPort(pool), DeadAfter: jobs.DeadAfterDefault, IdleLimit: idleLimit, JobKind: jobs.BatchArgs{}.Kind(),
+			LookAtWaits: lookAtWaits,
 		})
 		return err
 	})

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -74,4 +75,89 @@ func TestDoctor_FindsAndAdvises(t *testing.T) {
 	require.Equal(t, 1, cli.ExitCode(err))
 	require.Contains(t, out, "-> run enqueue migrate")
 	require.Equal(t, 2, strings.Count(out, "\n")-strings.Count(out, "->"), "connection and schema only: %s", out)
+}
+
+// doctor looks at the backfill sessions for --look and says what their
+// statements waited on, and what to do when one wait takes much of it.
+func TestDoctor_SaysWhatTheBatchesWaitOn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url, pool := testdb.New(t)
+	env := map[string]string{"DATABASE_URL": url, "BACKFILL_DIR": t.TempDir()}
+	waits := func(args ...string) map[string]string {
+		t.Helper()
+		out, _, err := runCLI(t, env, append([]string{"doctor", "--json"}, args...)...)
+		require.NoError(t, err, out)
+		var findings []map[string]string
+		require.NoError(t, json.Unmarshal([]byte(out), &findings), out)
+		for _, f := range findings {
+			if f["check"] == "waits" {
+				return f
+			}
+		}
+		t.Fatalf("no waits finding: %s", out)
+		return nil
+	}
+
+	started := time.Now()
+	f := waits()
+	require.Equal(t, "ok", f["status"])
+	require.Equal(t, "no backfill session is connected to this database", f["detail"])
+	require.Less(t, time.Since(started), 5*time.Second, "nothing to look at: doctor does not wait the whole second")
+
+	testdb.Exec(t, pool, `CREATE TABLE t (id bigint PRIMARY KEY, n int); INSERT INTO t VALUES (1, 0)`)
+	cfg, err := pgx.ParseConfig(url)
+	require.NoError(t, err)
+	cfg.RuntimeParams["application_name"] = "backfill"
+	batch, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer batch.Close(ctx)
+
+	f = waits("--look", "200ms")
+	require.Equal(t, "ok", f["status"])
+	require.Equal(t, "no batch ran a statement during the 200ms looked at", f["detail"])
+
+	// The batch waits for a lock an application's session holds.
+	app, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = app.Rollback(ctx) }()
+	_, err = app.Exec(ctx, `LOCK TABLE t IN ACCESS EXCLUSIVE MODE`)
+	require.NoError(t, err)
+	updated := make(chan error, 1)
+	go func() {
+		_, err := batch.Exec(ctx, `UPDATE t SET n = 1 WHERE id = 1`)
+		updated <- err
+	}()
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE application_name = 'backfill' AND wait_event = 'relation'`).Scan(&n))
+		return n == 1
+	}, 10*time.Second, 10*time.Millisecond)
+
+	f = waits("--look", "200ms")
+	require.Equal(t, "warn", f["status"], "%v", f)
+	require.Equal(t, "1.0 backfill statements running on average over 200ms: on a CPU 0%, Lock:relation 100%", f["detail"])
+	require.Contains(t, f["advice"], "the batches wait for locks other sessions hold (Lock:relation)")
+
+	// The lock released a third of the way through a look: doctor sees the
+	// wait end (pg_stat_activity is read anew at every look, not once per
+	// transaction).
+	looked := make(chan map[string]string, 1)
+	go func() { looked <- waits("--look", "1s") }()
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, app.Rollback(ctx))
+	require.NoError(t, <-updated)
+	f = <-looked
+	var running float64
+	_, err = fmt.Sscanf(f["detail"], "%f backfill statements running", &running)
+	require.NoError(t, err, "%v", f)
+	require.True(t, running > 0.05 && running < 0.9, "the wait seen for part of the look: %v", f)
+
+	f = waits("--look", "200ms")
+	require.Equal(t, "no batch ran a statement during the 200ms looked at", f["detail"])
+
+	out, _, err := runCLI(t, env, "doctor", "--look", "0")
+	require.NoError(t, err, out)
+	require.NotContains(t, out, "waits")
 }

@@ -138,7 +138,8 @@ func newCommand(name string, getenv func(string) string, stdout, stderr io.Write
 	case "doctor":
 		asJSON := fs.Bool("json", false, "print JSON")
 		idleLimit := fs.Duration("idle-limit", time.Minute, "how long a backfill session may sit idle in a transaction")
-		do = func(ctx context.Context) error { return c.doctor(ctx, *asJSON, *idleLimit) }
+		look := fs.Duration("look", time.Second, "how long to look at what the batches wait on (0: do not look)")
+		do = func(ctx context.Context) error { return c.doctor(ctx, *asJSON, *idleLimit, *look) }
 	case "list":
 		asJSON := fs.Bool("json", false, "print JSON")
 		do = func(ctx context.Context) error { return c.list(ctx, *asJSON) }

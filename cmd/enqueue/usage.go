@@ -48,10 +48,11 @@ Commands:
       --watch          redraw the table until every run shown is finished
       --interval D     how often --watch redraws (default 1s)
   doctor               check connectivity, the schema, live workers, River's queue, partitions
-                       owned by dead jobs, leaked locks and a pooler in between; say what to do
-                       for each finding; exit 1 when a check fails
+                       owned by dead jobs, leaked locks, a pooler in between and what the
+                       batches wait on; say what to do for each finding; exit 1 when a check fails
       --json           print a JSON array of findings instead
       --idle-limit D   how long a backfill session may sit idle in a transaction (default 1m)
+      --look D         how long to look at what the batches wait on (default 1s; 0: do not look)
   list                 every backfill (files and Go): mode, source, down step, state, drift
       --json           print a JSON array instead of a table
   completion SHELL     print a completion script for bash or zsh:
