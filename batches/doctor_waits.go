@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -16,7 +17,8 @@ import (
 // rather than working. Doctor looks at the backfill sessions of the
 // database several times and says what their statements waited on.
 
-// waitLookInterval is how often doctor looks at the backfill sessions.
+// waitLookInterval is how often doctor looks at the backfill sessions, on
+// average.
 const waitLookInterval = 10 * time.Millisecond
 
 // waitWarnShare is the share of the batches' active time one wait event
@@ -77,10 +79,12 @@ WHERE application_name = 'backfill' AND datname = current_database() AND pid <> 
 		if time.Now().Add(waitLookInterval).After(deadline) {
 			return w, nil
 		}
+		// A random gap, waitLookInterval on average, so that the looks do
+		// not fall into step with batches of a steady length.
 		select {
 		case <-ctx.Done():
 			return w, ctx.Err()
-		case <-time.After(waitLookInterval):
+		case <-time.After(waitLookInterval/2 + rand.N(waitLookInterval)):
 		}
 	}
 }

@@ -292,7 +292,7 @@ func throughputTable(cases []throughputCase, results []throughputResult, rows, r
 		"the workers) and of the server's processes that worked for it (its sessions, checkpointer and writers), not the\n"+
 		"benchmark's own polling for the run's end; CPUs busy: the share of the machine's CPU time the turn's clients and server used;\n"+
 		"sessions waiting: the share of the time the turn's sessions ran a statement that they waited for something else than a CPU\n"+
-		"(a lock, the WAL, a disk), sampled every %s in pg_stat_activity;\n"+
+		"(a lock, the WAL, a disk), sampled in pg_stat_activity every %s on average;\n"+
 		"others' CPU: the most CPU time, %% of the machine's, that processes other than the benchmark's used during any of the case's turns)\n\n", rows, runs, waitInterval)
 	head := []string{"case", "workers", "loop rows/s", "engine rows/s", "ratio", "runs' ratios", "loop p50/p99 ms", "engine p50/p99 ms", "engine p99/p50", "between batches ms loop/engine", "CPU ms/batch client+server loop/engine", "CPUs busy % loop/engine", "sessions waiting % loop/engine", "worker RSS first/max/last MB", "RSS growth %", "others' CPU %"}
 	lines := [][]string{head}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -18,9 +19,9 @@ import (
 // CPU is the benchmark's, not the turn's, and their waits are not sampled.
 const benchSession = "throughput bench"
 
-// waitInterval is how often the wait sampler looks: often enough for a few
-// hundred looks in a turn of seconds, seldom enough that its own queries
-// take about 1% of one CPU.
+// waitInterval is how often the wait sampler looks, on average: often
+// enough for a few hundred looks in a turn of seconds, seldom enough that
+// its own queries take about 1% of one CPU.
 const waitInterval = 20 * time.Millisecond
 
 // waitCounts counts, over a turn's looks at pg_stat_activity, its sessions
@@ -57,13 +58,13 @@ func sampleWaits(b *testing.B, url string) *waitSampler {
 
 func (s *waitSampler) loop() {
 	defer close(s.done)
-	tick := time.NewTicker(waitInterval)
-	defer tick.Stop()
 	for {
+		// A random gap, waitInterval on average, so that the looks do not
+		// fall into step with batches of a steady length.
 		select {
 		case <-s.stop:
 			return
-		case <-tick.C:
+		case <-time.After(waitInterval/2 + rand.N(waitInterval)):
 		}
 		rows, err := s.conn.Query(context.Background(), `
 SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') FROM pg_stat_activity
