@@ -8,8 +8,10 @@ import (
 )
 
 // The duty cycle: a run's batches may keep the database busy for at most a
-// share of wall time, counted across the whole pool (the time each batch
-// took, from its start to its commit, taken from a budget like the rate's).
+// share of wall time, counted across the whole pool (each batch reserves the
+// time it is expected to take, from its start to its commit, from a budget
+// like the rate's before it starts, and the difference is settled with its
+// partition's next batch).
 // A batch that takes longer because the database is busy costs more, so the
 // run slows down when the application needs the database most, and rows
 // that are expensive to change go slower than cheap ones. 100% is one

@@ -8,16 +8,16 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Limiter paces a run. Take takes n units from budget b of perSecond units
-// per second and returns 0 when they are there now; otherwise it takes
-// nothing and says how long until they may be, and the caller asks again
-// then (the rate may have changed meanwhile).
-//
-// A budget may run ahead of its rate by RateBurstBatches times n, so that a
-// late caller does not lose its turn; over any longer window the rate
-// holds.
+// Limiter paces a run. Reserve takes n units from budget b, which refills
+// at perSecond units per second and holds at most burst units, and says how
+// long the caller must wait before it uses them (0: at once). Reservations
+// are served in the order they are made, whatever their sizes, so that no
+// caller starves behind larger ones; over any window the budget gives at
+// most perSecond times the window plus burst. cancel gives the units back
+// when the caller does not use them after all (the run's throttle changed
+// while it waited).
 type Limiter interface {
-	Take(ctx context.Context, b Budget, perSecond float64, n int) (time.Duration, error)
+	Reserve(ctx context.Context, b Budget, perSecond float64, n, burst int) (wait time.Duration, cancel func(), err error)
 }
 
 // Budget names what a Limiter counts for a run.
@@ -43,8 +43,8 @@ const (
 	RateLimitShareUnreachable = "share: Redis unreachable"
 )
 
-// RateBurstBatches is how many batches a run's budget may be ahead of its
-// rate.
+// RateBurstBatches is how many of a run's batches its rows budget holds:
+// a late caller does not lose its turn.
 const RateBurstBatches = 2
 
 // LocalLimiter holds the limits within one process, with golang.org/x/time/rate.
@@ -58,30 +58,34 @@ func NewLocalLimiter() *LocalLimiter {
 	return &LocalLimiter{limiters: map[Budget]*rate.Limiter{}}
 }
 
-// Take implements Limiter.
-func (l *LocalLimiter) Take(_ context.Context, b Budget, perSecond float64, n int) (time.Duration, error) {
+// Reserve implements Limiter.
+func (l *LocalLimiter) Reserve(_ context.Context, b Budget, perSecond float64, n, burst int) (time.Duration, func(), error) {
 	if perSecond <= 0 || n <= 0 {
-		return 0, nil
+		return 0, func() {}, nil
 	}
+	burst = max(burst, 1)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	burst := RateBurstBatches * n
+	now := time.Now()
 	lim, ok := l.limiters[b]
 	if !ok {
 		lim = rate.NewLimiter(rate.Limit(perSecond), burst)
 		l.limiters[b] = lim
 	}
-	now := time.Now()
 	if lim.Limit() != rate.Limit(perSecond) {
 		lim.SetLimitAt(now, rate.Limit(perSecond))
 	}
-	if lim.Burst() < burst {
+	if lim.Burst() != burst {
 		lim.SetBurstAt(now, burst)
 	}
-	r := lim.ReserveN(now, n)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return d, nil
+	// x/time/rate reserves at most burst units at once: the burst is raised
+	// for a larger reservation alone, which then waits for all its units.
+	if n > burst {
+		lim.SetBurstAt(now, n)
 	}
-	return 0, nil
+	r := lim.ReserveN(now, n)
+	if n > burst {
+		lim.SetBurstAt(now, burst)
+	}
+	return r.DelayFrom(now), func() { r.CancelAt(time.Now()) }, nil
 }

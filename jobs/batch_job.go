@@ -32,9 +32,15 @@ type BatchArgs struct {
 	// BatchSize is the size an adaptive run's partition arrived at (0: the
 	// run's batch size).
 	BatchSize int `json:"batch_size,omitempty"`
-	// BusyMS is how long the previous batch kept the database busy, not yet
-	// paid to the run's duty cycle.
+	// BusyMS is how long the previous batch kept the database busy: what
+	// the partition's next batch is expected to take. (Jobs queued before
+	// PaidMS existed had not paid it yet; they pay it before the next batch.)
 	BusyMS int64 `json:"busy_ms,omitempty"`
+	// PaidMS is the duty cycle's time the partition paid ahead of its
+	// batches, negative when its last batch took longer than it had paid.
+	PaidMS int64 `json:"paid_ms,omitempty"`
+	// PaidRows are the rate's rows paid for the partition's next batch.
+	PaidRows int `json:"paid_rows,omitempty"`
 }
 
 // Kind implements river.JobArgs.
@@ -106,6 +112,8 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 		notBefore: job.Args.NotBefore,
 		size:      cmp.Or(job.Args.BatchSize, run.Options.BatchSize),
 		busy:      time.Duration(job.Args.BusyMS) * time.Millisecond,
+		paid:      time.Duration(job.Args.PaidMS) * time.Millisecond,
+		paidRows:  job.Args.PaidRows,
 	}
 	// set is the run's batch size the partition's size started from: an
 	// operator's new one starts it again.
@@ -136,7 +144,7 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 		res, err := w.batchTx(ctx, p, func(tx pgx.Tx, res *batches.BatchResult) (err error) {
 			took := time.Since(started)
 			c.size, set = nextBatchSize(run.Options, c.size, set, res, took)
-			c.busy, c.notBefore = took, time.Time{}
+			c.busy, c.paid, c.paidRows, c.notBefore = took, c.paid-took, 0, time.Time{}
 			if res.Committed {
 				return nil
 			}
@@ -254,8 +262,15 @@ type carried struct {
 	// size is the next batch's rows: the run's batch size, or where an
 	// adaptive run's batch time led the partition.
 	size int
-	// busy is the last batch's time, not yet paid to the duty cycle.
+	// busy is the last batch's time: what the next is expected to take (0:
+	// not known yet).
 	busy time.Duration
+	// paid is the duty cycle's time paid ahead of the partition's batches:
+	// each pays its expected time before it starts, and its real time is
+	// taken from paid once it is done (negative: the batch took longer).
+	paid time.Duration
+	// paidRows are the rate's rows paid for the next batch.
+	paidRows int
 }
 
 // handOver ends this job and hands its partition to a new one, in a
@@ -278,7 +293,8 @@ const longWait = 5 * time.Second
 // handOverTx queues the partition's next job and makes it the partition's
 // owner, and completes this job, all in tx.
 func (w *BatchWorker) handOverTx(ctx context.Context, tx pgx.Tx, job *river.Job[BatchArgs], run *batches.Run, c carried) error {
-	next := BatchArgs{RunID: run.ID, Partition: job.Args.Partition, NotBefore: c.notBefore, BusyMS: c.busy.Milliseconds()}
+	next := BatchArgs{RunID: run.ID, Partition: job.Args.Partition, NotBefore: c.notBefore,
+		BusyMS: c.busy.Milliseconds(), PaidMS: c.paid.Milliseconds(), PaidRows: c.paidRows}
 	if run.Options.Adaptive() {
 		next.BatchSize = c.size
 	}
@@ -381,10 +397,12 @@ var (
 // batch's backoff, while no health signal holds the run back, once the rate
 // limiter took the next batch's rows (c.size: a batch pays before it runs,
 // for as many rows as it may have, so the pool never gets ahead of its rate
-// by more than the limiter's burst), and once the duty cycle took the last
-// batch's time. It returns errHandOver when the wait reaches the end of the
-// job's slice (deadline) or the worker stops, and batches.ErrRunInactive
-// when the run is paused or cancelled meanwhile.
+// by more than the limiter's burst), and once the duty cycle took the time
+// the batch is expected to take (see dutyOwed). The limiter serves the
+// partitions in the order they ask, so none starves. It returns
+// errHandOver when the wait reaches the end of the job's slice (deadline)
+// or the worker stops, and batches.ErrRunInactive when the run is paused
+// or cancelled meanwhile.
 func (w *BatchWorker) pace(ctx context.Context, run *batches.Run, c *carried, deadline time.Time) error {
 	// The backoff first: a new throttle does not shorten it.
 	for {
@@ -409,40 +427,89 @@ func (w *BatchWorker) pace(ctx context.Context, run *batches.Run, c *carried, de
 			return batches.ErrRunInactive
 		}
 	}
-	if err := w.take(ctx, run, batches.BudgetRows, c.size, deadline); err != nil {
-		return err
-	}
-	if c.busy > 0 {
-		if err := w.take(ctx, run, batches.BudgetTime, max(int(c.busy.Milliseconds()), 1), deadline); err != nil {
+	if owed := c.size - c.paidRows; owed > 0 {
+		took, err := w.take(ctx, run, batches.BudgetRows, owed, c, deadline)
+		if took {
+			c.paidRows += owed
+		}
+		if err != nil {
 			return err
 		}
-		c.busy = 0
+	}
+	if run.Options.DutyCycle <= 0 {
+		c.paid = 0 // nothing is owed, nor paid ahead, while the run has none
+	}
+	if owed := dutyOwed(run.Options, c); owed > 0 {
+		took, err := w.take(ctx, run, batches.BudgetTime, owed, c, deadline)
+		if took {
+			c.paid += time.Duration(owed) * time.Millisecond
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// take waits until the limiter takes n units of the run's budget kind (at
-// the run's rate, or its duty cycle in milliseconds per second), asking
-// again at a new throttle.
-func (w *BatchWorker) take(ctx context.Context, run *batches.Run, kind string, n int, deadline time.Time) error {
+// dutyOwed is what the partition's next batch pays the duty cycle before it
+// starts, in milliseconds: the time it is expected to take (the last
+// batch's; for a partition's first, the run's batch time, or the default's)
+// less what the partition paid ahead already. Paying before, not after, a
+// pool's first batches do not all run at once for free.
+func dutyOwed(o batches.Options, c *carried) int {
+	expect := cmp.Or(c.busy, o.BatchTime, batches.BatchTimeDefault)
+	owed := expect - c.paid
+	if owed <= 0 {
+		return 0
+	}
+	return int((owed + time.Millisecond - 1) / time.Millisecond)
+}
+
+// burstOf is how many units of the run's budget kind may be reserved ahead
+// of its rate: two batches' rows, or one batch's expected time.
+func burstOf(o batches.Options, kind string) int {
+	if kind == batches.BudgetTime {
+		return int(cmp.Or(o.BatchTime, batches.BatchTimeDefault) / time.Millisecond)
+	}
+	return batches.RateBurstBatches * o.BatchSize
+}
+
+// take reserves n units of the run's budget kind (at the run's rate, or
+// its duty cycle in milliseconds per second) and waits until they are
+// there; it says whether it took them (not when the run has no such
+// limit). At a new throttle it gives them back and reserves them again at
+// the new rate. When the wait reaches the end of the job's slice, the
+// reservation stands, and keeps the partition's place: it returns
+// errHandOver with the units taken, and the partition's next job starts no
+// earlier than the reservation (c.notBefore).
+func (w *BatchWorker) take(ctx context.Context, run *batches.Run, kind string, n int, c *carried, deadline time.Time) (bool, error) {
 	for {
 		perSecond := run.Options.Rate
 		if kind == batches.BudgetTime {
 			perSecond = 1000 * run.Options.DutyCycle
 		}
 		if perSecond <= 0 {
-			return nil
+			return false, nil
 		}
-		wait, err := w.Limiter.Take(ctx, batches.Budget{RunID: run.ID, Kind: kind}, perSecond, n)
+		wait, cancel, err := w.Limiter.Reserve(ctx, batches.Budget{RunID: run.ID, Kind: kind}, perSecond, n, burstOf(run.Options, kind))
 		if err != nil || wait == 0 {
-			return err
+			return err == nil, err
 		}
 		if kind == batches.BudgetRows {
 			w.Observer.RateLimited(run, wait)
 		}
-		// errThrottled: ask again at the new rate.
-		if err := w.waitWithin(ctx, run, time.Now().Add(wait), deadline); err != nil && !errors.Is(err, errThrottled) {
-			return err
+		ready := time.Now().Add(wait)
+		err = w.waitWithin(ctx, run, ready, deadline)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, errHandOver):
+			c.notBefore = later(c.notBefore, ready)
+			return true, err
+		}
+		cancel()
+		if !errors.Is(err, errThrottled) {
+			return false, err
 		}
 	}
 }
@@ -481,6 +548,13 @@ func (w *BatchWorker) waitWithin(ctx context.Context, run *batches.Run, t, deadl
 
 func earliest(a, b time.Time) time.Time {
 	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
 		return a
 	}
 	return b

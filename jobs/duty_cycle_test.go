@@ -32,8 +32,9 @@ UPDATE dutiful SET n = n + 1 FROM pause WHERE id BETWEEN @first AND @last;
 	log := &batchLog{}
 	b.startWorker(t, WorkerConfig{Concurrency: 4, Observer: log})
 	var held batches.RunStatus
-	// After a few seconds: the first second holds the budget's burst
-	// (every partition's first batch runs before it pays).
+	// After a few seconds: the measured share starts with the first
+	// batches, which reserve the default batch time (200 ms) before they
+	// know their own.
 	require.Eventually(t, func() bool {
 		held = latestStatus(t, b, 8)
 		return held.StartedAt != nil && time.Since(*held.StartedAt) > 3*time.Second &&

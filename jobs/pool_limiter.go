@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/backfill/backfill/batches"
@@ -24,12 +22,12 @@ const (
 )
 
 // poolLimiter is a batches.Limiter for a pool of worker processes. With
-// Redis the whole pool takes rows from one budget per run (GCRA, through
-// github.com/go-redis/redis_rate). Without Redis, or while Redis does not
-// answer, each live worker takes an equal share of the rate: the heartbeat
-// counts the live workers running a run's jobs.
+// Redis the whole pool reserves from one budget per run (reserveScript).
+// Without Redis, or while Redis does not answer, each live worker takes an
+// equal share of the rate: the heartbeat counts the live workers running a
+// run's jobs.
 type poolLimiter struct {
-	redis     *redis_rate.Limiter // nil without Redis
+	redis     *redis.Client // nil without Redis
 	keyPrefix string
 	local     *batches.LocalLimiter
 	shares    *runShares
@@ -41,13 +39,12 @@ type poolLimiter struct {
 }
 
 // newPoolLimiter holds rates across the pool through rdb (nil: shares).
-// Set keyPrefix before the first Take: it keeps apart the runs of different
-// databases and schemas that use one Redis.
+// Set keyPrefix before the first Reserve: it keeps apart the runs of
+// different databases and schemas that use one Redis.
 func newPoolLimiter(rdb *redis.Client, shares *runShares, logger *slog.Logger) *poolLimiter {
-	l := &poolLimiter{local: batches.NewLocalLimiter(), shares: shares, logger: logger}
+	l := &poolLimiter{redis: rdb, local: batches.NewLocalLimiter(), shares: shares, logger: logger}
 	mode := batches.RateLimitShareNoRedis
 	if rdb != nil {
-		l.redis = redis_rate.NewLimiter(rdb)
 		mode = batches.RateLimitRedis
 	}
 	l.mode.Store(&mode)
@@ -57,23 +54,28 @@ func newPoolLimiter(rdb *redis.Client, shares *runShares, logger *slog.Logger) *
 // Mode says how the limiter holds rates now (one of the RateLimit consts).
 func (l *poolLimiter) Mode() string { return *l.mode.Load() }
 
-// Take implements batches.Limiter.
-func (l *poolLimiter) Take(ctx context.Context, b batches.Budget, perSecond float64, n int) (time.Duration, error) {
+// Reserve implements batches.Limiter.
+func (l *poolLimiter) Reserve(ctx context.Context, b batches.Budget, perSecond float64, n, burst int) (time.Duration, func(), error) {
 	if perSecond <= 0 || n <= 0 {
-		return 0, nil
+		return 0, func() {}, nil
 	}
 	if l.useRedis() {
-		d, err := l.takeRedis(ctx, b, perSecond, n)
+		wait, err := l.reserveRedis(ctx, b, perSecond, n, burst)
 		if err == nil {
 			l.redisAnswered()
-			return d, nil
+			cancel := func() {
+				// Best effort, bounded like a reservation: units not given
+				// back only slow the run down a little.
+				_, _ = l.reserveRedis(context.WithoutCancel(ctx), b, perSecond, -n, burst)
+			}
+			return wait, cancel, nil
 		}
 		if ctx.Err() != nil {
-			return 0, ctx.Err()
+			return 0, nil, ctx.Err()
 		}
 		l.redisFailed(err)
 	}
-	return l.local.Take(ctx, b, perSecond/float64(l.shares.of(b.RunID)), n)
+	return l.local.Reserve(ctx, b, perSecond/float64(l.shares.of(b.RunID)), n, burst)
 }
 
 func (l *poolLimiter) useRedis() bool {
@@ -85,30 +87,51 @@ func (l *poolLimiter) useRedis() bool {
 	return !time.Now().Before(l.retryRedisAt)
 }
 
-// takeRedis asks the pool's budget in Redis. GCRA keeps one timestamp per
-// run, so a change of rate applies to the next call as it is.
-func (l *poolLimiter) takeRedis(ctx context.Context, b batches.Budget, perSecond float64, n int) (time.Duration, error) {
+// reserveScript reserves units of a budget in Redis with GCRA: the key
+// holds the budget's theoretical arrival time (TAT), in microseconds of
+// Redis's clock; a reservation of n units moves it n emission intervals
+// (ARGV[1], microseconds) past the later of itself and now, and waits
+// until it is at most burst (ARGV[3]) intervals ahead of now. Every
+// reservation moves it, so callers are served in the order they asked,
+// whatever their sizes, and a change of rate applies to the next
+// reservation as it is. A negative n gives units back, never below now
+// (an idle budget banks nothing beyond its burst). It returns the wait in
+// microseconds. (go-redis/redis_rate only allows or refuses: a refused
+// caller asks again later, and larger requests, allowed further ahead,
+// starved smaller ones.)
+var reserveScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then
+	tat = now
+end
+tat = math.max(tat + n * interval, now)
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+return math.max(math.ceil(tat - burst * interval - now), 0)
+`)
+
+// reserveRedis reserves n units (or gives -n back) of the pool's budget in
+// Redis, and returns the wait.
+func (l *poolLimiter) reserveRedis(ctx context.Context, b batches.Budget, perSecond float64, n, burst int) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, redisTakeTimeout)
 	defer cancel()
-	// redis_rate counts whole events per period: a period of 1000 s keeps
-	// three decimals of a fractional rate.
-	limit := redis_rate.Limit{
-		Rate:   int(math.Max(1, math.Round(perSecond*1000))),
-		Period: 1000 * time.Second,
-		Burst:  batches.RateBurstBatches * n,
-	}
 	key := fmt.Sprintf("%s:%d", l.keyPrefix, b.RunID)
 	if b.Kind != batches.BudgetRows {
 		key += ":" + b.Kind
 	}
-	res, err := l.redis.AllowN(ctx, key, limit, n)
+	interval := 1e6 / perSecond
+	us, err := reserveScript.Run(ctx, l.redis, []string{key + ":tat"}, interval, n, max(burst, 1)).Int64()
 	if err != nil {
 		return 0, err
 	}
-	if res.Allowed > 0 {
+	if n < 0 {
 		return 0, nil
 	}
-	return max(res.RetryAfter, time.Millisecond), nil
+	return time.Duration(us) * time.Microsecond, nil
 }
 
 func (l *poolLimiter) redisAnswered() {

@@ -14,32 +14,70 @@ import (
 	"github.com/backfill/backfill/batches"
 )
 
-// Two processes' limiters on one Redis take from one budget: 2000 rows/s
+// Two processes' limiters on one Redis reserve from one budget: 2000 rows/s
 // with a burst of two 100-row batches lets the pool take two batches at
-// once, then the next one 50 ms later, whichever process asks.
+// once, then one every 50 ms, in the order they were asked for, whichever
+// process asks.
 func TestPoolLimiter_OneBudgetForThePoolThroughRedis(t *testing.T) {
 	ctx := context.Background()
 	prefix := fmt.Sprintf("backfill:test:%d", rand.Int64())
 	a := newPoolLimiter(newRedis(t), &runShares{}, slog.New(slog.DiscardHandler))
 	b := newPoolLimiter(newRedis(t), &runShares{}, slog.New(slog.DiscardHandler))
 	a.keyPrefix, b.keyPrefix = prefix, prefix
+	rows := batches.Budget{RunID: 1, Kind: batches.BudgetRows}
 
 	for i, l := range []*poolLimiter{a, b} {
-		wait, err := l.Take(ctx, batches.Budget{RunID: 1, Kind: batches.BudgetRows}, 2000, 100)
+		wait, _, err := l.Reserve(ctx, rows, 2000, 100, 200)
 		require.NoError(t, err)
 		require.Zero(t, wait, "batch %d is within the burst", i+1)
 	}
-	for _, l := range []*poolLimiter{a, b} {
-		wait, err := l.Take(ctx, batches.Budget{RunID: 1, Kind: batches.BudgetRows}, 2000, 100)
+	for i, l := range []*poolLimiter{a, b} {
+		wait, _, err := l.Reserve(ctx, rows, 2000, 100, 200)
 		require.NoError(t, err)
-		require.InDelta(t, 50*time.Millisecond, wait, float64(10*time.Millisecond), "the third batch waits for the pool's budget")
+		want := time.Duration(i+1) * 50 * time.Millisecond
+		require.InDelta(t, want, wait, float64(10*time.Millisecond), "batch %d waits its turn in the pool's budget", i+3)
 	}
 	require.Equal(t, batches.RateLimitRedis, a.Mode())
 
 	// Another run has a budget of its own.
-	wait, err := b.Take(ctx, batches.Budget{RunID: 2, Kind: batches.BudgetRows}, 2000, 100)
+	wait, _, err := b.Reserve(ctx, batches.Budget{RunID: 2, Kind: batches.BudgetRows}, 2000, 100, 200)
 	require.NoError(t, err)
 	require.Zero(t, wait)
+}
+
+// A large reservation does not starve a small one asked for after it: the
+// small one waits behind it. Given back, it no longer delays anyone.
+func TestPoolLimiter_ServesInTheOrderAskedAndGivesBack(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		l    func() batches.Limiter
+	}{
+		{"redis", func() batches.Limiter {
+			l := newPoolLimiter(newRedis(t), &runShares{}, slog.New(slog.DiscardHandler))
+			l.keyPrefix = fmt.Sprintf("backfill:test:%d", rand.Int64())
+			return l
+		}},
+		{"local", func() batches.Limiter { return batches.NewLocalLimiter() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := tc.l()
+			time := batches.Budget{RunID: 3, Kind: batches.BudgetTime}
+			// 1000 units a second, 100 ahead at most: 1000 units wait 0.9 s
+			// (more than the burst: the local limiter reserves it in parts).
+			big, cancelBig, err := l.Reserve(ctx, time, 1000, 1000, 100)
+			require.NoError(t, err)
+			require.InDelta(t, 900*1e6, float64(big), 20*1e6)
+			small, cancelSmall, err := l.Reserve(ctx, time, 1000, 10, 100)
+			require.NoError(t, err)
+			require.InDelta(t, 910*1e6, float64(small), 20*1e6, "the small one is served after the large one")
+			cancelBig()
+			cancelSmall()
+			again, _, err := l.Reserve(ctx, time, 1000, 10, 100)
+			require.NoError(t, err)
+			require.Less(t, float64(again), 20*1e6, "given back, the units no longer delay anyone")
+		})
+	}
 }
 
 // While Redis does not answer, a worker takes its share of the rate: with 4
@@ -53,13 +91,14 @@ func TestPoolLimiter_SharesTheRateWhileRedisIsDown(t *testing.T) {
 	shares.set(&batches.RunWorkerCounts{Live: 5, Runs: map[int64]batches.RunWorkers{7: {Workers: 4, IncludesSelf: true}}})
 	l := newPoolLimiter(down, shares, slog.New(slog.DiscardHandler))
 	l.keyPrefix = "backfill:test:down"
+	rows := batches.Budget{RunID: 7, Kind: batches.BudgetRows}
 
 	for range 2 {
-		wait, err := l.Take(ctx, batches.Budget{RunID: 7, Kind: batches.BudgetRows}, 2000, 100)
+		wait, _, err := l.Reserve(ctx, rows, 2000, 100, 200)
 		require.NoError(t, err)
 		require.Zero(t, wait)
 	}
-	wait, err := l.Take(ctx, batches.Budget{RunID: 7, Kind: batches.BudgetRows}, 2000, 100)
+	wait, _, err := l.Reserve(ctx, rows, 2000, 100, 200)
 	require.NoError(t, err)
 	require.InDelta(t, 200*time.Millisecond, wait, float64(20*time.Millisecond))
 	require.Equal(t, batches.RateLimitShareUnreachable, l.Mode())
