@@ -15,7 +15,9 @@ import (
 // caller starves behind larger ones; over any window the budget gives at
 // most perSecond times the window plus burst. cancel gives the units back
 // when the caller does not use them after all (the run's throttle changed
-// while it waited).
+// while it waited). A negative n gives back -n units a caller reserved but
+// did not use, never more than the budget holds when it is full: unused
+// time is not banked for later.
 type Limiter interface {
 	Reserve(ctx context.Context, b Budget, perSecond float64, n, burst int) (wait time.Duration, cancel func(), err error)
 }
@@ -60,7 +62,7 @@ func NewLocalLimiter() *LocalLimiter {
 
 // Reserve implements Limiter.
 func (l *LocalLimiter) Reserve(_ context.Context, b Budget, perSecond float64, n, burst int) (time.Duration, func(), error) {
-	if perSecond <= 0 || n <= 0 {
+	if perSecond <= 0 || n == 0 {
 		return 0, func() {}, nil
 	}
 	burst = max(burst, 1)
@@ -79,7 +81,9 @@ func (l *LocalLimiter) Reserve(_ context.Context, b Budget, perSecond float64, n
 		lim.SetBurstAt(now, burst)
 	}
 	// x/time/rate reserves at most burst units at once: the burst is raised
-	// for a larger reservation alone, which then waits for all its units.
+	// for a larger reservation alone, which then waits for all its units. A
+	// negative one adds tokens, which the limiter caps at burst the next
+	// time it counts them.
 	if n > burst {
 		lim.SetBurstAt(now, n)
 	}
@@ -87,5 +91,8 @@ func (l *LocalLimiter) Reserve(_ context.Context, b Budget, perSecond float64, n
 	if n > burst {
 		lim.SetBurstAt(now, burst)
 	}
-	return r.DelayFrom(now), func() { r.CancelAt(time.Now()) }, nil
+	// Cancelled, the units are given back like unused ones (rather than
+	// with Reservation.CancelAt, which gives back little of a reservation
+	// others reserved after).
+	return r.DelayFrom(now), func() { lim.ReserveN(time.Now(), -n) }, nil
 }

@@ -32,15 +32,14 @@ type BatchArgs struct {
 	// BatchSize is the size an adaptive run's partition arrived at (0: the
 	// run's batch size).
 	BatchSize int `json:"batch_size,omitempty"`
-	// BusyMS is how long the previous batch kept the database busy: what
-	// the partition's next batch is expected to take. (Jobs queued before
-	// PaidMS existed had not paid it yet; they pay it before the next batch.)
+	// BusyMS is what the partition's next batch is expected to take: how
+	// long the previous one kept the database busy, scaled to the next size.
+	// (Jobs queued before PaidMS existed had not paid it yet; they pay it
+	// before the next batch.)
 	BusyMS int64 `json:"busy_ms,omitempty"`
-	// PaidMS is the duty cycle's time the partition paid ahead of its
-	// batches, negative when its last batch took longer than it had paid.
+	// PaidMS is the duty cycle's time the partition owes (negative): its
+	// last batch took longer than it had paid.
 	PaidMS int64 `json:"paid_ms,omitempty"`
-	// PaidRows are the rate's rows paid for the partition's next batch.
-	PaidRows int `json:"paid_rows,omitempty"`
 }
 
 // Kind implements river.JobArgs.
@@ -113,8 +112,16 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 		size:      cmp.Or(job.Args.BatchSize, run.Options.BatchSize),
 		busy:      time.Duration(job.Args.BusyMS) * time.Millisecond,
 		paid:      time.Duration(job.Args.PaidMS) * time.Millisecond,
-		paidRows:  job.Args.PaidRows,
 	}
+	defer func() {
+		// Paid for a batch that will not run (the run was paused, the job
+		// is stale, or it hands over): give it back. A reservation never
+		// outlives its job, so none is lost with a job that ends, nor given
+		// back to another worker's budget.
+		ctx := context.WithoutCancel(ctx)
+		w.giveBack(ctx, run, batches.BudgetTime, int(c.paid/time.Millisecond))
+		w.giveBack(ctx, run, batches.BudgetRows, c.paidRows)
+	}()
 	// set is the run's batch size the partition's size started from: an
 	// operator's new one starts it again.
 	set := run.Options.BatchSize
@@ -142,9 +149,10 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 		started := time.Now()
 		finished := false
 		res, err := w.batchTx(ctx, p, func(tx pgx.Tx, res *batches.BatchResult) (err error) {
-			took := time.Since(started)
+			took, size := time.Since(started), c.size
 			c.size, set = nextBatchSize(run.Options, c.size, set, res, took)
-			c.busy, c.paid, c.paidRows, c.notBefore = took, c.paid-took, 0, time.Time{}
+			left := c.paid - took
+			c.busy, c.paid, c.unused, c.paidRows, c.notBefore = expectedTime(took, size, c.size), min(left, 0), max(left, 0), 0, time.Time{}
 			if res.Committed {
 				return nil
 			}
@@ -173,6 +181,8 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 		case err != nil:
 			return w.fail(ctx, job, p, log, err)
 		}
+		w.giveBack(ctx, run, batches.BudgetTime, int(c.unused/time.Millisecond))
+		c.unused = 0
 		// The next batch is cut with the partition's lock, from here.
 		p.After = &res.Next
 		if res.Batch.Rows > 0 {
@@ -262,13 +272,17 @@ type carried struct {
 	// size is the next batch's rows: the run's batch size, or where an
 	// adaptive run's batch time led the partition.
 	size int
-	// busy is the last batch's time: what the next is expected to take (0:
-	// not known yet).
+	// busy is what the next batch is expected to take: the last one's time,
+	// scaled to the next one's size (0: not known yet).
 	busy time.Duration
-	// paid is the duty cycle's time paid ahead of the partition's batches:
-	// each pays its expected time before it starts, and its real time is
-	// taken from paid once it is done (negative: the batch took longer).
+	// paid is the duty cycle's time the partition paid for its next batch:
+	// each batch pays its expected time before it starts, and its real time
+	// is taken from paid once it is done. Negative, the batch took longer,
+	// and the next one owes it.
 	paid time.Duration
+	// unused is what the last batch paid and did not take: given back to
+	// the budget once the batch is over.
+	unused time.Duration
 	// paidRows are the rate's rows paid for the next batch.
 	paidRows int
 }
@@ -294,7 +308,7 @@ const longWait = 5 * time.Second
 // owner, and completes this job, all in tx.
 func (w *BatchWorker) handOverTx(ctx context.Context, tx pgx.Tx, job *river.Job[BatchArgs], run *batches.Run, c carried) error {
 	next := BatchArgs{RunID: run.ID, Partition: job.Args.Partition, NotBefore: c.notBefore,
-		BusyMS: c.busy.Milliseconds(), PaidMS: c.paid.Milliseconds(), PaidRows: c.paidRows}
+		BusyMS: c.busy.Milliseconds(), PaidMS: min(c.paid, 0).Milliseconds()}
 	if run.Options.Adaptive() {
 		next.BatchSize = c.size
 	}
@@ -428,7 +442,7 @@ func (w *BatchWorker) pace(ctx context.Context, run *batches.Run, c *carried, de
 		}
 	}
 	if owed := c.size - c.paidRows; owed > 0 {
-		took, err := w.take(ctx, run, batches.BudgetRows, owed, c, deadline)
+		took, err := w.take(ctx, run, batches.BudgetRows, owed)
 		if took {
 			c.paidRows += owed
 		}
@@ -439,8 +453,8 @@ func (w *BatchWorker) pace(ctx context.Context, run *batches.Run, c *carried, de
 	if run.Options.DutyCycle <= 0 {
 		c.paid = 0 // nothing is owed, nor paid ahead, while the run has none
 	}
-	if owed := dutyOwed(run.Options, c); owed > 0 {
-		took, err := w.take(ctx, run, batches.BudgetTime, owed, c, deadline)
+	if owed := dutyOwed(c); owed > 0 {
+		took, err := w.take(ctx, run, batches.BudgetTime, owed)
 		if took {
 			c.paid += time.Duration(owed) * time.Millisecond
 		}
@@ -451,18 +465,42 @@ func (w *BatchWorker) pace(ctx context.Context, run *batches.Run, c *carried, de
 	return nil
 }
 
+// giveBack returns n units the partition paid and did not use to the run's
+// budget kind, for any partition to use now: the time its last batch paid
+// and did not take, rather than have it spent later on top of the duty
+// cycle, or what it paid for a batch that will not run. Best effort: what
+// is not given back only slows the run down.
+func (w *BatchWorker) giveBack(ctx context.Context, run *batches.Run, kind string, n int) {
+	perSecond := run.Options.Rate
+	if kind == batches.BudgetTime {
+		perSecond = 1000 * run.Options.DutyCycle
+	}
+	if n > 0 && perSecond > 0 {
+		_, _, _ = w.Limiter.Reserve(ctx, batches.Budget{RunID: run.ID, Kind: kind}, perSecond, -n, burstOf(run.Options, kind))
+	}
+}
+
 // dutyOwed is what the partition's next batch pays the duty cycle before it
-// starts, in milliseconds: the time it is expected to take (the last
-// batch's; for a partition's first, the run's batch time, or the default's)
-// less what the partition paid ahead already. Paying before, not after, a
-// pool's first batches do not all run at once for free.
-func dutyOwed(o batches.Options, c *carried) int {
-	expect := cmp.Or(c.busy, o.BatchTime, batches.BatchTimeDefault)
-	owed := expect - c.paid
+// starts, in milliseconds: the time it is expected to take (c.busy) plus
+// what the last batch took beyond what it paid. A partition's first batch,
+// whose time is not known yet, pays once it is done, with the next.
+func dutyOwed(c *carried) int {
+	owed := c.busy - c.paid
 	if owed <= 0 {
 		return 0
 	}
 	return int((owed + time.Millisecond - 1) / time.Millisecond)
+}
+
+// expectedTime is what a batch of next rows is expected to take after one
+// of size rows took took: an adaptive run's batches grow (up to twice at
+// once) while they are short of its batch time, and a batch that paid only
+// its last one's time would keep the partition ahead of its duty cycle.
+func expectedTime(took time.Duration, size, next int) time.Duration {
+	if size <= 0 || next == size {
+		return took
+	}
+	return time.Duration(float64(took) * float64(next) / float64(size))
 }
 
 // burstOf is how many units of the run's budget kind may be reserved ahead
@@ -478,11 +516,13 @@ func burstOf(o batches.Options, kind string) int {
 // its duty cycle in milliseconds per second) and waits until they are
 // there; it says whether it took them (not when the run has no such
 // limit). At a new throttle it gives them back and reserves them again at
-// the new rate. When the wait reaches the end of the job's slice, the
-// reservation stands, and keeps the partition's place: it returns
-// errHandOver with the units taken, and the partition's next job starts no
-// earlier than the reservation (c.notBefore).
-func (w *BatchWorker) take(ctx context.Context, run *batches.Run, kind string, n int, c *carried, deadline time.Time) (bool, error) {
+// the new rate; when the run is paused, or the worker stops, it gives them
+// back. It waits beyond the job's slice (a reservation given back and
+// asked again would lose its place, and one longer than a slice would
+// never be served), but not beyond three quarters of the job's timeout: a
+// longer wait gives them back and returns errHandOver, for the
+// partition's next job to ask again.
+func (w *BatchWorker) take(ctx context.Context, run *batches.Run, kind string, n int) (bool, error) {
 	for {
 		perSecond := run.Options.Rate
 		if kind == batches.BudgetTime {
@@ -499,13 +539,12 @@ func (w *BatchWorker) take(ctx context.Context, run *batches.Run, kind string, n
 			w.Observer.RateLimited(run, wait)
 		}
 		ready := time.Now().Add(wait)
-		err = w.waitWithin(ctx, run, ready, deadline)
-		switch {
-		case err == nil:
+		if limit, ok := ctx.Deadline(); ok && ready.After(limit.Add(-w.Slice)) {
+			cancel()
+			return false, errHandOver
+		}
+		if err = w.waitWithin(ctx, run, ready, ready); err == nil {
 			return true, nil
-		case errors.Is(err, errHandOver):
-			c.notBefore = later(c.notBefore, ready)
-			return true, err
 		}
 		cancel()
 		if !errors.Is(err, errThrottled) {
@@ -553,12 +592,6 @@ func earliest(a, b time.Time) time.Time {
 	return b
 }
 
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
 
 // waitUntil sleeps until t, returning early with batches.ErrRunInactive
 // when the run is paused or cancelled meanwhile, errThrottled when its rate

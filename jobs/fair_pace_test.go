@@ -12,13 +12,13 @@ import (
 	"github.com/backfill/backfill/internal/testdb"
 )
 
-// The duty cycle holds for the pool from the first batch, and serves every
-// partition in turn however long its batches are: partition k's batches of
-// 10 rows take (k+1)*10 ms, eight partitions work at once, and at 50% busy
-// a round of one batch each takes about 0.7 s. Before, each batch paid
-// after it ran (the first ones all ran at once, for free), and with Redis
-// a partition of long batches, allowed further ahead of the budget, kept
-// getting batches while those of short ones waited.
+// The duty cycle holds for the pool, and serves every partition in turn
+// however long its batches are: partition k's batches of 10 rows take
+// (k+1)*10 ms, eight partitions work at once, and at 50% busy a round of
+// one batch each takes about 0.7 s. Before, the limiter allowed or refused,
+// with a burst of twice the request: a partition of long batches, allowed
+// further ahead of the budget, kept getting batches while those of short
+// ones waited.
 func TestDutyCycle_EveryPartitionInTurnWithinTheShare(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -102,9 +102,11 @@ GROUP BY p.partition, c.done_at ORDER BY p.partition, c.done_at`, *st.StartedAt)
 				busy.Round(time.Millisecond), elapsed.Round(time.Millisecond), share, longest)
 			require.LessOrEqual(t, share, 0.55, "the pool keeps within its duty cycle")
 			require.GreaterOrEqual(t, share, 0.35, "and uses most of it")
-			// A round of one batch each takes about 0.7 s: served in turn, no
-			// partition waits much longer than a round for its next batch.
-			require.Less(t, longest, 1.5, "a partition waited %.2f s for its batch", longest)
+			// A round of one batch each takes about 0.7 s, the second round
+			// twice that (a partition's first batch, whose time is not known
+			// yet, pays with its second): served in turn, no partition waits
+			// much longer than that for its next batch (3.7 s before).
+			require.Less(t, longest, 3.0, "a partition waited %.2f s for its batch", longest)
 		})
 	}
 }

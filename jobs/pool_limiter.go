@@ -35,14 +35,18 @@ type poolLimiter struct {
 
 	mu           sync.Mutex
 	retryRedisAt time.Time
-	mode         atomic.Pointer[string]
+	// ahead is, for each budget, when the last reservation this worker
+	// made in Redis is served: the pool's line there goes on being served
+	// after Redis stops answering, so a share taken locally starts then.
+	ahead map[batches.Budget]time.Time
+	mode  atomic.Pointer[string]
 }
 
 // newPoolLimiter holds rates across the pool through rdb (nil: shares).
 // Set keyPrefix before the first Reserve: it keeps apart the runs of
 // different databases and schemas that use one Redis.
 func newPoolLimiter(rdb *redis.Client, shares *runShares, logger *slog.Logger) *poolLimiter {
-	l := &poolLimiter{redis: rdb, local: batches.NewLocalLimiter(), shares: shares, logger: logger}
+	l := &poolLimiter{redis: rdb, local: batches.NewLocalLimiter(), shares: shares, logger: logger, ahead: map[batches.Budget]time.Time{}}
 	mode := batches.RateLimitShareNoRedis
 	if rdb != nil {
 		mode = batches.RateLimitRedis
@@ -56,13 +60,20 @@ func (l *poolLimiter) Mode() string { return *l.mode.Load() }
 
 // Reserve implements batches.Limiter.
 func (l *poolLimiter) Reserve(ctx context.Context, b batches.Budget, perSecond float64, n, burst int) (time.Duration, func(), error) {
-	if perSecond <= 0 || n <= 0 {
+	if perSecond <= 0 || n == 0 {
 		return 0, func() {}, nil
 	}
 	if l.useRedis() {
 		wait, err := l.reserveRedis(ctx, b, perSecond, n, burst)
 		if err == nil {
 			l.redisAnswered()
+			if n > 0 {
+				l.mu.Lock()
+				if ready := time.Now().Add(wait); ready.After(l.ahead[b]) {
+					l.ahead[b] = ready
+				}
+				l.mu.Unlock()
+			}
 			cancel := func() {
 				// Best effort, bounded like a reservation: units not given
 				// back only slow the run down a little.
@@ -75,7 +86,18 @@ func (l *poolLimiter) Reserve(ctx context.Context, b batches.Budget, perSecond f
 		}
 		l.redisFailed(err)
 	}
-	return l.local.Reserve(ctx, b, perSecond/float64(l.shares.of(b.RunID)), n, burst)
+	share := perSecond / float64(l.shares.of(b.RunID))
+	l.mu.Lock()
+	until, queued := l.ahead[b]
+	delete(l.ahead, b)
+	l.mu.Unlock()
+	if queued && n > 0 {
+		// The pool's line in Redis is still being served until then, with
+		// its burst: this worker's share starts after it, not on top of it.
+		left := max(time.Until(until), 0)
+		_, _, _ = l.local.Reserve(ctx, b, share, int(left.Seconds()*share)+burst, burst)
+	}
+	return l.local.Reserve(ctx, b, share, n, burst)
 }
 
 func (l *poolLimiter) useRedis() bool {
