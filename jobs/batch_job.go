@@ -592,7 +592,6 @@ func earliest(a, b time.Time) time.Time {
 	return b
 }
 
-
 // waitUntil sleeps until t, returning early with batches.ErrRunInactive
 // when the run is paused or cancelled meanwhile, errThrottled when its rate
 // or batch size changes, and errStopping when the worker shuts down.
