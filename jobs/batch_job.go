@@ -414,9 +414,11 @@ var (
 // by more than the limiter's burst), and once the duty cycle took the time
 // the batch is expected to take (see dutyOwed). The limiter serves the
 // partitions in the order they ask, so none starves. It returns
-// errHandOver when the wait reaches the end of the job's slice (deadline)
-// or the worker stops, and batches.ErrRunInactive when the run is paused
-// or cancelled meanwhile.
+// errHandOver when the backoff or the database's health keeps it waiting
+// to the end of the job's slice (deadline), when the budget would keep it
+// waiting beyond three quarters of the job's timeout (see take), or when
+// the worker stops, and batches.ErrRunInactive when the run is paused or
+// cancelled meanwhile.
 func (w *BatchWorker) pace(ctx context.Context, run *batches.Run, c *carried, deadline time.Time) error {
 	// The backoff first: a new throttle does not shorten it.
 	for {

@@ -32,9 +32,8 @@ UPDATE dutiful SET n = n + 1 FROM pause WHERE id BETWEEN @first AND @last;
 	log := &batchLog{}
 	b.startWorker(t, WorkerConfig{Concurrency: 4, Observer: log})
 	var held batches.RunStatus
-	// After a few seconds: the measured share starts with the first
-	// batches, which reserve the default batch time (200 ms) before they
-	// know their own.
+	// After a few seconds: the first second holds every partition's first
+	// batch, which pays with the partition's second.
 	require.Eventually(t, func() bool {
 		held = latestStatus(t, b, 8)
 		return held.StartedAt != nil && time.Since(*held.StartedAt) > 3*time.Second &&
