@@ -87,15 +87,18 @@ func (l *poolLimiter) Reserve(ctx context.Context, b batches.Budget, perSecond f
 		l.redisFailed(err)
 	}
 	share := perSecond / float64(l.shares.of(b.RunID))
-	l.mu.Lock()
-	until, queued := l.ahead[b]
-	delete(l.ahead, b)
-	l.mu.Unlock()
-	if queued && n > 0 {
-		// The pool's line in Redis is still being served until then, with
-		// its burst: this worker's share starts after it, not on top of it.
-		left := max(time.Until(until), 0)
-		_, _, _ = l.local.Reserve(ctx, b, share, int(left.Seconds()*share)+burst, burst)
+	if n > 0 {
+		l.mu.Lock()
+		until, queued := l.ahead[b]
+		delete(l.ahead, b)
+		l.mu.Unlock()
+		if queued {
+			// The pool's line in Redis is still being served until then,
+			// with its burst: this worker's share starts after it, not on
+			// top of it.
+			left := max(time.Until(until), 0)
+			_, _, _ = l.local.Reserve(ctx, b, share, int(left.Seconds()*share)+burst, burst)
+		}
 	}
 	return l.local.Reserve(ctx, b, share, n, burst)
 }
