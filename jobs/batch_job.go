@@ -151,8 +151,7 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 		res, err := w.batchTx(ctx, p, func(tx pgx.Tx, res *batches.BatchResult) (err error) {
 			took, size := time.Since(started), c.size
 			c.size, set = nextBatchSize(run.Options, c.size, set, res, took)
-			left := c.paid - took
-			c.busy, c.paid, c.unused, c.paidRows, c.notBefore = expectedTime(took, size, c.size), min(left, 0), max(left, 0), 0, time.Time{}
+			c.busy, c.paid, c.paidRows, c.notBefore = expectedTime(took, size, c.size), c.paid-took, 0, time.Time{}
 			if res.Committed {
 				return nil
 			}
@@ -181,8 +180,11 @@ func (w *BatchWorker) Work(ctx context.Context, job *river.Job[BatchArgs]) error
 		case err != nil:
 			return w.fail(ctx, job, p, log, err)
 		}
-		w.giveBack(ctx, run, batches.BudgetTime, int(c.unused/time.Millisecond))
-		c.unused = 0
+		if c.paid > 0 {
+			// The batch took less than it paid: the rest goes back now.
+			w.giveBack(ctx, run, batches.BudgetTime, int(c.paid/time.Millisecond))
+			c.paid = 0
+		}
 		// The next batch is cut with the partition's lock, from here.
 		p.After = &res.Next
 		if res.Batch.Rows > 0 {
@@ -278,11 +280,9 @@ type carried struct {
 	// paid is the duty cycle's time the partition paid for its next batch:
 	// each batch pays its expected time before it starts, and its real time
 	// is taken from paid once it is done. Negative, the batch took longer,
-	// and the next one owes it.
+	// and the next one owes it; positive, it took less, and the rest is
+	// given back to the budget.
 	paid time.Duration
-	// unused is what the last batch paid and did not take: given back to
-	// the budget once the batch is over.
-	unused time.Duration
 	// paidRows are the rate's rows paid for the next batch.
 	paidRows int
 }
@@ -473,11 +473,7 @@ func (w *BatchWorker) pace(ctx context.Context, run *batches.Run, c *carried, de
 // cycle, or what it paid for a batch that will not run. Best effort: what
 // is not given back only slows the run down.
 func (w *BatchWorker) giveBack(ctx context.Context, run *batches.Run, kind string, n int) {
-	perSecond := run.Options.Rate
-	if kind == batches.BudgetTime {
-		perSecond = 1000 * run.Options.DutyCycle
-	}
-	if n > 0 && perSecond > 0 {
+	if perSecond := perSecondOf(run.Options, kind); n > 0 && perSecond > 0 {
 		_, _, _ = w.Limiter.Reserve(ctx, batches.Budget{RunID: run.ID, Kind: kind}, perSecond, -n, burstOf(run.Options, kind))
 	}
 }
@@ -505,6 +501,15 @@ func expectedTime(took time.Duration, size, next int) time.Duration {
 	return time.Duration(float64(took) * float64(next) / float64(size))
 }
 
+// perSecondOf is how many units of the run's budget kind come in a second:
+// its rate in rows, or its duty cycle in milliseconds (0 or less: no limit).
+func perSecondOf(o batches.Options, kind string) float64 {
+	if kind == batches.BudgetTime {
+		return 1000 * o.DutyCycle
+	}
+	return o.Rate
+}
+
 // burstOf is how many units of the run's budget kind may be reserved ahead
 // of its rate: two batches' rows, or one batch's expected time.
 func burstOf(o batches.Options, kind string) int {
@@ -526,10 +531,7 @@ func burstOf(o batches.Options, kind string) int {
 // partition's next job to ask again.
 func (w *BatchWorker) take(ctx context.Context, run *batches.Run, kind string, n int) (bool, error) {
 	for {
-		perSecond := run.Options.Rate
-		if kind == batches.BudgetTime {
-			perSecond = 1000 * run.Options.DutyCycle
-		}
+		perSecond := perSecondOf(run.Options, kind)
 		if perSecond <= 0 {
 			return false, nil
 		}
